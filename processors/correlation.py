@@ -1,0 +1,394 @@
+"""The correlation core: (state, input record) → (state changes, output records).
+
+Pure: no Kafka, no RocksDB, no clock. Every decision is a function of the partition state and
+the record, and "now" is the record's own timestamp, so replaying the same input replays the
+same decisions. The run loop (``processors.runtime``) hands records in, routes the returned
+``Emit`` values to topics, and is the only code that reads the wall clock: it asks
+``due_timers`` which deadlines passed and writes the timer commands to the log, and it calls
+``purge`` on a schedule.
+
+The rules are SPEC §2; each method names the clause it implements.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from processors.filters import FilterCache, FilterCompileError
+from processors.state import BufferedEvent, PartitionState, PendingWait
+from schemas.durations import parse_duration
+from schemas.keys import make_key
+from schemas.models import (
+    Action,
+    CancelWait,
+    Event,
+    Outcome,
+    ResumeCommand,
+    TimerFired,
+    WaitRegistration,
+    parse_wait_command,
+)
+
+__all__ = [
+    "CoreSettings",
+    "Correlator",
+    "Counters",
+    "Emit",
+    "InputRecord",
+    "Source",
+    "Target",
+    "resume_id_for",
+]
+
+_RESUME_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-4c47-9a55-1f3f2b0a9d11")
+HEADER_REASON = "waitline.error"
+HEADER_SOURCE = "waitline.source"
+
+
+class Source(enum.Enum):
+    EVENTS = "events"
+    WAIT_COMMANDS = "wait-commands"
+
+
+class Target(enum.Enum):
+    EVENTS = "events"
+    RESUMES = "resumes"
+    DEAD_LETTERS = "dead-letters"
+    WAIT_COMMANDS = "wait-commands"
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    source: Source
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    partition: int
+    offset: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An output record. ``partition`` None lets the producer's partitioner choose."""
+
+    target: Target
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    event_ttl_ms: int = 24 * 3_600_000
+    dedup_window_ms: int = 24 * 3_600_000
+    tombstone_retention_ms: int = 7 * 24 * 3_600_000
+    max_record_bytes: int = 1_048_576
+
+
+@dataclass(slots=True)
+class Counters:
+    events: int = 0
+    events_duplicate: int = 0
+    events_buffered: int = 0
+    events_expired: int = 0
+    registrations: int = 0
+    registrations_duplicate: int = 0
+    resumes_reemitted: int = 0
+    cancels_unknown: int = 0
+    timers_stale: int = 0
+    dead_letters: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def resume_id_for(wait_id: str, registered_at: int) -> str:
+    """Deterministic resume id: the same registration of a wait always yields the same id."""
+    return str(uuid.uuid5(_RESUME_NAMESPACE, f"{wait_id}@{registered_at}"))
+
+
+_ACTION_FOR: dict[str, Action] = {"matched": "continue", "cancelled": "cancel", "rejected": "fail"}
+
+
+class Correlator:
+    """Applies SPEC §2 to one record at a time against a ``PartitionState``."""
+
+    def __init__(self, settings: CoreSettings | None = None, filters: FilterCache | None = None):
+        self.settings = settings or CoreSettings()
+        self.filters = filters or FilterCache()
+        self.counters = Counters()
+
+    # -- entry points --------------------------------------------------------------------------
+
+    def process(self, state: PartitionState, record: InputRecord) -> list[Emit]:
+        """Apply one input record; return what to publish. Never raises for bad input (§2.7)."""
+        if record.value is None:
+            return self._dead_letter(record, "record has no value (tombstones are not accepted)")
+        if len(record.value) > self.settings.max_record_bytes:
+            return self._dead_letter(
+                record,
+                f"record of {len(record.value)} bytes exceeds the limit of "
+                f"{self.settings.max_record_bytes}",
+            )
+        if record.source is Source.EVENTS:
+            return self._on_event_record(state, record)
+        return self._on_wait_command_record(state, record)
+
+    def due_timers(self, state: PartitionState, now: int, partition: int, limit: int) -> list[Emit]:
+        """Timer commands for deadlines at or before wall-clock ``now`` (§2.6)."""
+        out = []
+        for timer in state.due_timers(now, limit):
+            name, _, key = timer.pair.decode().partition("|")
+            command = TimerFired(
+                type="timer",
+                wait_id=timer.wait_id,
+                name=name,
+                correlation_key=key,
+                deadline=timer.deadline,
+            )
+            out.append(Emit(Target.WAIT_COMMANDS, timer.pair, command.to_json(), (), partition))
+        return out
+
+    def purge(self, state: PartitionState, now: int, limit: int) -> int:
+        """Drop expired events, dedup keys and tombstones (§2.8)."""
+        return state.purge_expired(now, limit)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _on_event_record(self, state: PartitionState, record: InputRecord) -> list[Emit]:
+        try:
+            event = Event.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            return self._dead_letter(record, f"invalid event: {_first_error(exc)}")
+        pair = make_key(event.name, event.correlation_key)
+        if record.key != pair:
+            return self._dead_letter(record, _miskeyed(record.key, pair))
+        self.counters.events += 1
+        now = record.timestamp
+        if event.timestamp is None:
+            event = event.model_copy(update={"timestamp": now})
+        ts: int = event.timestamp  # type: ignore[assignment]
+        # An event that expired before it was processed matches nothing and is not kept.
+        ttl = parse_duration(event.ttl) if event.ttl is not None else self.settings.event_ttl_ms
+        expires_at = ts + ttl
+        if ttl > 0 and expires_at <= now:
+            self.counters.events_expired += 1
+            return []
+
+        # §2.5: an event seen again inside the dedup window neither matches nor is buffered.
+        if event.idempotency_key is not None:
+            expiry = state.dedup_expiry(event.name, event.idempotency_key)
+            if expiry is not None and expiry > now:
+                self.counters.events_duplicate += 1
+                return []
+            state.remember_dedup(
+                event.name, event.idempotency_key, now + self.settings.dedup_window_ms
+            )
+
+        out: list[Emit] = []
+        candidate: dict[str, Any] | None = None
+        # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
+        for wait_id in state.waits_on(pair):
+            wait = state.get_wait(wait_id)
+            if wait is None:
+                continue
+            if wait.filter is not None:
+                if candidate is None:
+                    candidate = event.model_dump(by_alias=True, mode="json")
+                if not self.filters.matches(wait.filter, candidate, wait.context):
+                    continue
+            out.append(self._resolve(state, wait, "matched", "continue", event, now))
+
+        # §2.4: keep the event for waits that register later, matched or not, until its TTL.
+        if ttl > 0:
+            state.buffer_event(pair, BufferedEvent(ts, expires_at, record.offset), event.to_json())
+            self.counters.events_buffered += 1
+        return out
+
+    # -- wait commands -------------------------------------------------------------------------
+
+    def _on_wait_command_record(self, state: PartitionState, record: InputRecord) -> list[Emit]:
+        try:
+            command = parse_wait_command(record.value or b"")
+        except (ValidationError, ValueError) as exc:
+            reason = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            return self._reject_unparsed(record, f"invalid wait command: {reason}")
+        pair = make_key(command.name, command.correlation_key)
+        if record.key != pair:
+            reason = _miskeyed(record.key, pair)
+            if isinstance(command, WaitRegistration):
+                return self._reject(record, command, reason)
+            return self._dead_letter(record, reason)
+        if isinstance(command, WaitRegistration):
+            return self._on_register(state, record, command, pair)
+        if isinstance(command, CancelWait):
+            return self._on_cancel(state, record, command)
+        return self._on_timer(state, record, command)
+
+    def _on_register(
+        self, state: PartitionState, record: InputRecord, reg: WaitRegistration, pair: bytes
+    ) -> list[Emit]:
+        now = record.timestamp
+        if reg.if_ is not None:
+            try:
+                self.filters.compile(reg.if_)
+            except FilterCompileError as exc:
+                return self._reject(record, reg, f"`if` expression does not compile: {exc}")
+        # §2.5: pending → no-op; resolved → hand the original resume back.
+        if state.get_wait(reg.wait_id) is not None:
+            self.counters.registrations_duplicate += 1
+            return []
+        tombstone = state.resolved(reg.wait_id)
+        if tombstone is not None and tombstone[0] > now:
+            self.counters.resumes_reemitted += 1
+            return [Emit(Target.RESUMES, reg.run_id.encode(), tombstone[1])]
+        self.counters.registrations += 1
+        lookback = parse_duration(reg.lookback) if reg.lookback is not None else None
+        wait = PendingWait(
+            wait_id=reg.wait_id,
+            run_id=reg.run_id,
+            pair=pair,
+            registered_at=now,
+            deadline=now + parse_duration(reg.timeout),
+            on_timeout=reg.on_timeout,
+            lookback_ms=lookback,
+            filter=reg.if_,
+            context=reg.context,
+            metadata=reg.metadata,
+        )
+        # §2.4: the oldest available event that fits the lookback window and the filter.
+        for buffered in state.events_of(pair):
+            if buffered.expires_at <= now or not _in_lookback(buffered.timestamp, now, lookback):
+                continue
+            body = state.event_body(buffered.seq)
+            if body is None:
+                continue
+            event = Event.model_validate_json(body)
+            if wait.filter is not None and not self.filters.matches(
+                wait.filter, event.model_dump(by_alias=True, mode="json"), wait.context
+            ):
+                continue
+            return [self._resolve(state, wait, "matched", "continue", event, now, pending=False)]
+        state.add_wait(wait)
+        return []
+
+    def _on_cancel(self, state: PartitionState, record: InputRecord, cmd: CancelWait) -> list[Emit]:
+        wait = state.get_wait(cmd.wait_id)
+        if wait is None:
+            self.counters.cancels_unknown += 1
+            return []
+        return [self._resolve(state, wait, "cancelled", "cancel", None, record.timestamp)]
+
+    def _on_timer(self, state: PartitionState, record: InputRecord, cmd: TimerFired) -> list[Emit]:
+        wait = state.get_wait(cmd.wait_id)
+        if wait is None or wait.deadline != cmd.deadline:
+            self.counters.timers_stale += 1
+            return []
+        action: Action = wait.on_timeout  # type: ignore[assignment]
+        return [self._resolve(state, wait, "timed_out", action, None, record.timestamp)]
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _resolve(
+        self,
+        state: PartitionState,
+        wait: PendingWait,
+        outcome: Outcome,
+        action: Action,
+        event: Event | None,
+        now: int,
+        *,
+        pending: bool = True,
+    ) -> Emit:
+        """§2.3: the one outcome of a wait; afterwards the wait exists only as a tombstone."""
+        resume = ResumeCommand(
+            resume_id=resume_id_for(wait.wait_id, wait.registered_at),
+            wait_id=wait.wait_id,
+            run_id=wait.run_id,
+            outcome=outcome,
+            action=action,
+            event=event,
+            metadata=wait.metadata,
+            registered_at=wait.registered_at,
+            resolved_at=max(now, wait.registered_at),
+        ).to_json()
+        if pending:
+            state.remove_wait(wait)
+        state.mark_resolved(wait.wait_id, now + self.settings.tombstone_retention_ms, resume)
+        self.counters.outcomes[outcome] = self.counters.outcomes.get(outcome, 0) + 1
+        return Emit(Target.RESUMES, wait.run_id.encode(), resume)
+
+    def _reject(self, record: InputRecord, reg: WaitRegistration, reason: str) -> list[Emit]:
+        """§2.7: dead-letter a registration and tell its runner, so nobody waits forever."""
+        resume = _rejected_resume(reg.wait_id, reg.run_id, reg.metadata, record.timestamp, reason)
+        return [*self._dead_letter(record, reason), resume]
+
+    def _reject_unparsed(self, record: InputRecord, reason: str) -> list[Emit]:
+        out = self._dead_letter(record, reason)
+        ids = _salvage_ids(record.value or b"")
+        if ids is not None:
+            out.append(_rejected_resume(ids[0], ids[1], None, record.timestamp, reason))
+        return out
+
+    def _dead_letter(self, record: InputRecord, reason: str) -> list[Emit]:
+        self.counters.dead_letters += 1
+        source = f"{record.source.value}/{record.partition}/{record.offset}".encode()
+        headers = (*record.headers, (HEADER_REASON, reason.encode()), (HEADER_SOURCE, source))
+        return [Emit(Target.DEAD_LETTERS, record.key, record.value, headers)]
+
+
+def _in_lookback(event_ts: int, registered_at: int, lookback_ms: int | None) -> bool:
+    if lookback_ms is None:
+        return True
+    if lookback_ms == 0:
+        return event_ts > registered_at
+    return event_ts >= registered_at - lookback_ms
+
+
+def _rejected_resume(wait_id: str, run_id: str, metadata: Any, now: int, reason: str) -> Emit:
+    resume = ResumeCommand(
+        resume_id=resume_id_for(wait_id, now),
+        wait_id=wait_id,
+        run_id=run_id,
+        outcome="rejected",
+        action="fail",
+        error=reason,
+        metadata=metadata,
+        registered_at=now,
+        resolved_at=now,
+    )
+    return Emit(Target.RESUMES, run_id.encode(), resume.to_json())
+
+
+def _salvage_ids(raw: bytes) -> tuple[str, str] | None:
+    """waitId and runId of a registration that failed validation, if they can be read."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("type", "register") != "register":
+        return None
+    wait_id, run_id = body.get("waitId"), body.get("runId")
+    if isinstance(wait_id, str) and wait_id and isinstance(run_id, str) and run_id:
+        return wait_id, run_id
+    return None
+
+
+def _miskeyed(actual: bytes | None, expected: bytes) -> str:
+    return f"mis-keyed record: key {actual!r} does not match its body (expected {expected!r})"
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"

@@ -1,0 +1,270 @@
+"""The keyspaces of one partition's state, over any ``KV``.
+
+Every key starts with a one-byte keyspace tag. ``pair`` is the record key
+``name|correlationKey`` (``schemas.keys``); numbers are 8-byte big-endian so that byte order is
+numeric order and range scans walk deadlines and expiries oldest first.
+
+======  ==========================================  ==========================================
+tag     key                                         value
+======  ==========================================  ==========================================
+``w``   waitId                                      pending wait (JSON, see ``PendingWait``)
+``i``   pair                                        waitIds pending on the pair, registration
+                                                    order (JSON list)
+``e``   pair                                        buffered events of the pair, oldest first:
+                                                    JSON list of ``[timestamp, expiresAt, seq]``
+``b``   seq                                         buffered event body (wire JSON)
+``d``   name ``\\0`` idempotencyKey                  dedup entry: expiresAt
+``r``   waitId                                      resolved-wait tombstone: expiresAt + resume
+``t``   deadline, waitId                            pair (the timer index, deadline-ordered)
+``x``   expiresAt, kind, key                        empty (the purge index, expiry-ordered)
+``m``   name                                        metadata (input offsets)
+======  ==========================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from processors.kv import KV
+
+__all__ = ["BufferedEvent", "PartitionState", "PendingWait", "TimerEntry", "meta_key"]
+
+_U64 = struct.Struct(">Q")
+_MAX_KEY = b"\xff" * 9
+
+_WAIT = b"w"
+_INDEX = b"i"
+_EVENTS = b"e"
+_BODY = b"b"
+_DEDUP = b"d"
+_RESOLVED = b"r"
+_TIMER = b"t"
+_EXPIRY = b"x"
+_META = b"m"
+
+EXPIRY_EVENT = b"e"
+EXPIRY_DEDUP = b"d"
+EXPIRY_RESOLVED = b"r"
+
+
+def meta_key(name: str) -> bytes:
+    """The key of a metadata entry (e.g. ``offsets``, written by the store's commit)."""
+    return _META + name.encode()
+
+
+def _u64(value: int) -> bytes:
+    return _U64.pack(max(0, value))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWait:
+    """A registered wait that has not resolved yet."""
+
+    wait_id: str
+    run_id: str
+    pair: bytes
+    registered_at: int
+    deadline: int
+    on_timeout: str
+    lookback_ms: int | None
+    filter: str | None
+    context: Any
+    metadata: Any
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            [
+                self.wait_id,
+                self.run_id,
+                self.pair.decode(),
+                self.registered_at,
+                self.deadline,
+                self.on_timeout,
+                self.lookback_ms,
+                self.filter,
+                self.context,
+                self.metadata,
+            ],
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> PendingWait:
+        w, r, p, reg, dl, ot, lb, f, c, m = json.loads(raw)
+        return cls(w, r, p.encode(), reg, dl, ot, lb, f, c, m)
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedEvent:
+    """An event kept for waits that register later."""
+
+    timestamp: int
+    expires_at: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimerEntry:
+    deadline: int
+    wait_id: str
+    pair: bytes
+
+
+class PartitionState:
+    """Typed access to one partition's keyspaces. Holds no data of its own."""
+
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+
+    # -- pending waits -------------------------------------------------------------------------
+
+    def get_wait(self, wait_id: str) -> PendingWait | None:
+        raw = self.kv.get(_WAIT + wait_id.encode())
+        return None if raw is None else PendingWait.from_bytes(raw)
+
+    def waits_on(self, pair: bytes) -> list[str]:
+        raw = self.kv.get(_INDEX + pair)
+        return [] if raw is None else list(json.loads(raw))
+
+    def add_wait(self, wait: PendingWait) -> None:
+        self.kv.put(_WAIT + wait.wait_id.encode(), wait.to_bytes())
+        ids = self.waits_on(wait.pair)
+        ids.append(wait.wait_id)
+        self._put_list(_INDEX + wait.pair, ids)
+        self.kv.put(_TIMER + _u64(wait.deadline) + wait.wait_id.encode(), wait.pair)
+
+    def remove_wait(self, wait: PendingWait) -> None:
+        self.kv.delete(_WAIT + wait.wait_id.encode())
+        ids = [i for i in self.waits_on(wait.pair) if i != wait.wait_id]
+        self._put_list(_INDEX + wait.pair, ids)
+        self.kv.delete(_TIMER + _u64(wait.deadline) + wait.wait_id.encode())
+
+    def due_timers(self, now: int, limit: int) -> list[TimerEntry]:
+        """Timers with ``deadline <= now``, earliest first, at most ``limit``."""
+        out = []
+        for key, pair in self.kv.scan(_TIMER, _TIMER + _u64(now + 1)):
+            out.append(TimerEntry(_U64.unpack_from(key, 1)[0], key[9:].decode(), pair))
+            if len(out) >= limit:
+                break
+        return out
+
+    def next_deadline(self) -> int | None:
+        for key, _ in self.kv.scan(_TIMER, _TIMER + _MAX_KEY):
+            deadline: int = _U64.unpack_from(key, 1)[0]
+            return deadline
+        return None
+
+    def iter_waits(self) -> Iterator[PendingWait]:
+        for _, raw in self.kv.scan(_WAIT, _WAIT + _MAX_KEY):
+            yield PendingWait.from_bytes(raw)
+
+    # -- buffered events -----------------------------------------------------------------------
+
+    def events_of(self, pair: bytes) -> list[BufferedEvent]:
+        raw = self.kv.get(_EVENTS + pair)
+        return [] if raw is None else [BufferedEvent(*item) for item in json.loads(raw)]
+
+    def event_body(self, seq: int) -> bytes | None:
+        return self.kv.get(_BODY + _u64(seq))
+
+    def buffer_event(self, pair: bytes, event: BufferedEvent, body: bytes) -> None:
+        events = self.events_of(pair)
+        if any(e.seq == event.seq for e in events):
+            return
+        events.append(event)
+        events.sort(key=lambda e: (e.timestamp, e.seq))
+        self._put_events(pair, events)
+        self.kv.put(_BODY + _u64(event.seq), body)
+        self._expire_at(event.expires_at, EXPIRY_EVENT, _u64(event.seq) + pair)
+
+    def drop_event(self, pair: bytes, seq: int) -> None:
+        self._put_events(pair, [e for e in self.events_of(pair) if e.seq != seq])
+        self.kv.delete(_BODY + _u64(seq))
+
+    def iter_buffered(self) -> Iterator[tuple[bytes, BufferedEvent]]:
+        for key, raw in self.kv.scan(_EVENTS, _EVENTS + _MAX_KEY):
+            for item in json.loads(raw):
+                yield key[1:], BufferedEvent(*item)
+
+    # -- deduplication -------------------------------------------------------------------------
+
+    def dedup_expiry(self, name: str, idempotency_key: str) -> int | None:
+        raw = self.kv.get(_DEDUP + self._dedup_key(name, idempotency_key))
+        return None if raw is None else int(_U64.unpack(raw)[0])
+
+    def remember_dedup(self, name: str, idempotency_key: str, expires_at: int) -> None:
+        key = self._dedup_key(name, idempotency_key)
+        self.kv.put(_DEDUP + key, _u64(expires_at))
+        self._expire_at(expires_at, EXPIRY_DEDUP, key)
+
+    # -- resolved waits ------------------------------------------------------------------------
+
+    def resolved(self, wait_id: str) -> tuple[int, bytes] | None:
+        """``(expiresAt, resume JSON)`` of a resolved wait's tombstone."""
+        raw = self.kv.get(_RESOLVED + wait_id.encode())
+        if raw is None:
+            return None
+        return int(_U64.unpack_from(raw)[0]), raw[8:]
+
+    def mark_resolved(self, wait_id: str, expires_at: int, resume: bytes) -> None:
+        self.kv.put(_RESOLVED + wait_id.encode(), _u64(expires_at) + resume)
+        self._expire_at(expires_at, EXPIRY_RESOLVED, wait_id.encode())
+
+    # -- purge ---------------------------------------------------------------------------------
+
+    def purge_expired(self, now: int, limit: int) -> int:
+        """Remove up to ``limit`` entries that expired at or before ``now``; return the count."""
+        removed = 0
+        for key, _ in list(self.kv.scan(_EXPIRY, _EXPIRY + _u64(now + 1))):
+            if removed >= limit:
+                break
+            expires_at = int(_U64.unpack_from(key, 1)[0])
+            kind, rest = key[9:10], key[10:]
+            if kind == EXPIRY_EVENT:
+                seq = int(_U64.unpack_from(rest)[0])
+                self.drop_event(rest[8:], seq)
+            elif kind == EXPIRY_DEDUP:
+                stored = self.kv.get(_DEDUP + rest)
+                if stored is not None and _U64.unpack(stored)[0] <= expires_at:
+                    self.kv.delete(_DEDUP + rest)
+            elif kind == EXPIRY_RESOLVED:
+                stored = self.kv.get(_RESOLVED + rest)
+                if stored is not None and _U64.unpack_from(stored)[0] <= expires_at:
+                    self.kv.delete(_RESOLVED + rest)
+            self.kv.delete(key)
+            removed += 1
+        return removed
+
+    # -- metadata ------------------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self.kv.get(meta_key(name))
+
+    def put_meta(self, name: str, value: bytes) -> None:
+        self.kv.put(meta_key(name), value)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _dedup_key(name: str, idempotency_key: str) -> bytes:
+        return name.encode() + b"\0" + idempotency_key.encode()
+
+    def _expire_at(self, expires_at: int, kind: bytes, key: bytes) -> None:
+        self.kv.put(_EXPIRY + _u64(expires_at) + kind + key, b"")
+
+    def _put_list(self, key: bytes, items: list[str]) -> None:
+        if items:
+            self.kv.put(key, json.dumps(items, separators=(",", ":")).encode())
+        else:
+            self.kv.delete(key)
+
+    def _put_events(self, pair: bytes, events: list[BufferedEvent]) -> None:
+        if events:
+            payload = [[e.timestamp, e.expires_at, e.seq] for e in events]
+            self.kv.put(_EVENTS + pair, json.dumps(payload, separators=(",", ":")).encode())
+        else:
+            self.kv.delete(_EVENTS + pair)

@@ -1,0 +1,146 @@
+"""RocksDB state: one rocksdict store per partition, written in one atomic batch per commit.
+
+This is the only module that imports RocksDB. ``PartitionStore`` owns a store and its
+read-your-writes ``Overlay``; the core sees only ``PartitionStore.state``. ``commit`` writes the
+overlay's changes and the input offsets that produced them in the same ``WriteBatch``, so after
+any crash the store holds either all of a batch's effects and its offsets, or neither.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from rocksdict import AccessType, Options, Rdict, WriteBatch
+
+from processors.kv import Overlay
+from processors.state import PartitionState, meta_key
+
+__all__ = ["PartitionStore", "RocksKV", "StoreState", "open_snapshot"]
+
+OFFSETS = meta_key("offsets")
+
+
+class RocksKV:
+    """A ``KV`` over an open rocksdict in raw (bytes) mode."""
+
+    def __init__(self, db: Rdict) -> None:
+        self.db = db
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.db.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.db.delete(key)
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        it = self.db.iter()
+        it.seek(start)
+        while it.valid():
+            key: bytes = it.key()
+            if key >= stop:
+                break
+            yield key, it.value()
+            it.next()
+
+
+class StoreState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+
+
+class PartitionStore:
+    """The state of one partition number (its events and wait-commands partitions together)."""
+
+    def __init__(self, path: Path, partition: int) -> None:
+        self.path = path
+        self.partition = partition
+        self.status = StoreState.CLOSED
+        self._db: Rdict | None = None
+        self._overlay: Overlay | None = None
+        self._state: PartitionState | None = None
+        self.offsets: dict[str, int] = {}
+
+    def open(self) -> None:
+        self._require(StoreState.CLOSED)
+        self.path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self._db = Rdict(str(self.path), options)
+        self._overlay = Overlay(RocksKV(self._db))
+        self._state = PartitionState(self._overlay)
+        raw = self._db.get(OFFSETS)
+        self.offsets = json.loads(raw) if raw is not None else {}
+        self.status = StoreState.OPEN
+
+    @property
+    def state(self) -> PartitionState:
+        self._require(StoreState.OPEN)
+        assert self._state is not None
+        return self._state
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._overlay and self._overlay.changes)
+
+    def commit(self, offsets: dict[str, int]) -> None:
+        """Write the buffered changes and ``offsets`` (next offset per source) atomically."""
+        self._require(StoreState.OPEN)
+        assert self._db is not None and self._overlay is not None
+        merged = {**self.offsets, **offsets}
+        if not self._overlay.changes and merged == self.offsets:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in self._overlay.changes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(OFFSETS, json.dumps(merged, sort_keys=True).encode())
+        self._db.write(batch)
+        self._overlay.clear()
+        self.offsets = merged
+
+    def rollback(self) -> None:
+        """Forget buffered changes (their input will be read again)."""
+        if self._overlay is not None:
+            self._overlay.clear()
+
+    def close(self) -> None:
+        if self.status is StoreState.CLOSED:
+            return
+        assert self._db is not None
+        self.rollback()
+        self._db.close()
+        self._db = self._overlay = self._state = None
+        self.status = StoreState.CLOSED
+
+    def destroy(self) -> None:
+        """Close and delete the store's files (for rebuilds)."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _require(self, status: StoreState) -> None:
+        if self.status is not status:
+            raise RuntimeError(
+                f"store for partition {self.partition} is {self.status.value}, "
+                f"expected {status.value}"
+            )
+
+
+def open_snapshot(path: Path) -> tuple[PartitionState, Rdict]:
+    """Open a store read-only, as of now, beside a worker that may be writing it.
+
+    Returns the state view and the handle to ``close()`` when done.
+    """
+    if not (path / "CURRENT").exists():
+        raise FileNotFoundError(f"no RocksDB store at {path}")
+    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    return PartitionState(RocksKV(db)), db

@@ -1,0 +1,143 @@
+"""The CLI against a live worker: send, wait (follow the resume), cancel, topics, inspect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from harness import REPO, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "waitline", *args],
+        env=stack.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_send_then_wait_prints_the_resume(live_stack: Stack, uid: str) -> None:
+    sent = _cli(live_stack, "send", "email.verified", uid, "--data", '{"via": "link"}')
+    assert sent.returncode == 0, sent.stderr
+    event = json.loads(sent.stdout)
+    waited = _cli(
+        live_stack,
+        "wait",
+        "email.verified",
+        uid,
+        "--timeout",
+        "5m",
+        "--wait-timeout",
+        "45",
+        "--run-id",
+        f"run-{uid}",
+    )
+    assert waited.returncode == 0, waited.stderr
+    resume = json.loads(waited.stdout)
+    assert resume["outcome"] == "matched"
+    assert resume["event"]["eventId"] == event["eventId"]
+    assert resume["runId"] == f"run-{uid}"
+
+
+def test_wait_timeout_outcome_exits_3(live_stack: Stack, uid: str) -> None:
+    waited = _cli(
+        live_stack,
+        "wait",
+        "never.happens",
+        uid,
+        "--timeout",
+        "1s",
+        "--on-timeout",
+        "continue",
+        "--wait-timeout",
+        "45",
+    )
+    assert waited.returncode == 3, waited.stderr
+    assert json.loads(waited.stdout)["outcome"] == "timed_out"
+
+
+def test_cancel_and_no_follow(live_stack: Stack, uid: str) -> None:
+    registered = _cli(
+        live_stack,
+        "wait",
+        "approval",
+        uid,
+        "--timeout",
+        "1h",
+        "--no-follow",
+        "--wait-id",
+        f"{uid}/w",
+        "--run-id",
+        f"run-{uid}",
+    )
+    assert registered.returncode == 0, registered.stderr
+    cancelled = _cli(live_stack, "cancel", f"{uid}/w", "approval", uid)
+    assert cancelled.returncode == 0, cancelled.stderr
+    resume = live_stack.await_resume(f"{uid}/w")
+    assert resume.outcome == "cancelled"
+
+
+def test_topics_create_is_idempotent(live_stack: Stack) -> None:
+    first = _cli(live_stack, "topics", "create")
+    assert first.returncode == 0, first.stderr
+    assert all(line.endswith("exists") for line in first.stdout.splitlines()), first.stdout
+    assert len(first.stdout.splitlines()) == 4
+
+
+def test_inspect_shows_pending_waits_and_buffered_events(live_stack: Stack, uid: str) -> None:
+    c = live_stack.client
+    c.register_wait(
+        f"{uid}/pending", run_id=f"run-{uid}", name="inspect.me", correlation_key=uid, timeout="1h"
+    )
+    c.send_event("inspect.early", uid, {"n": 1})
+    c.register_wait(
+        f"{uid}/marker", run_id="m", name="inspect.early", correlation_key=uid, timeout="1h"
+    )
+    c.flush()
+    live_stack.await_resume(f"{uid}/marker")  # applied; the state write follows the publish
+
+    def inspect(*args: str) -> list[dict[str, object]]:
+        result = _cli(live_stack, "inspect", *args, "--group-id", f"{live_stack.prefix}workers")
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    deadline = time.monotonic() + 30
+    while True:
+        waits = inspect("waits", "--key", uid)
+        events = inspect("events", "--key", uid)
+        if (waits and events) or time.monotonic() > deadline:
+            break
+    assert [w["waitId"] for w in waits] == [f"{uid}/pending"]
+    assert [e["event"]["name"] for e in events] == ["inspect.early"]  # type: ignore[index]
+    summary = _cli(live_stack, "inspect", "summary", "--group-id", f"{live_stack.prefix}workers")
+    assert summary.returncode == 0 and "total" in summary.stdout
+
+
+def test_worker_refuses_to_start_without_copartitioned_topics(stack: Stack) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    name = stack.topics.wait_commands.name
+    fs = admin.delete_topics([name], operation_timeout=30)
+    fs[name].result()
+    fs = admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
+    fs[name].result()
+    result = subprocess.run(
+        [sys.executable, "-m", "waitline", "worker"],
+        env=stack.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "co-partitioned" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,3 @@
+from waitline.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""The ``waitline`` command line. User mistakes print one line and exit non-zero, no traceback.
+
+Exit codes: 0 success, 1 a runtime failure (broker gone, wait not resumed in time),
+2 a usage or input mistake (bad JSON, bad duration, bad expression, unknown topic file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaException
+from pydantic import ValidationError
+
+from schemas.durations import DurationError, parse_duration
+from waitline.config import Settings
+from waitline.errors import ConfigError, WaitlineError, WaitTimeoutError
+
+__all__ = ["main"]
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(WaitlineError):
+    """A mistake in what the user typed."""
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc.msg} at column {exc.colno}") from None
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    value = _json(text, what)
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _duration(text: str, what: str) -> str:
+    try:
+        parse_duration(text)
+    except DurationError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+    return text
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for field in ("bootstrap_servers", "topics_file", "topic_prefix", "group_id", "state_dir"):
+        value = getattr(args, field, None)
+        if value is not None:
+            overrides[field] = value
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"configuration {where}: {first['msg']}") from None
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from waitline.broker import wait_for_broker
+    from waitline.client import Client
+
+    settings = _settings(args)
+    wait_for_broker(
+        settings.bootstrap_servers, timeout=args.connect_timeout, extra_config=settings.kafka
+    )
+    return Client(settings)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    data = _json_object(args.data, "--data") if args.data else {}
+    if args.ttl is not None:
+        _duration(args.ttl, "--ttl")
+    client = _client(args)
+    event = client.send_event(
+        args.name,
+        args.correlation_key,
+        data,
+        event_id=args.event_id,
+        idempotency_key=args.idempotency_key,
+        ttl=args.ttl,
+    )
+    client.flush()
+    print(event.to_json().decode())
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    _duration(args.timeout, "--timeout")
+    if args.lookback is not None:
+        _duration(args.lookback, "--lookback")
+    context = _json_object(args.context, "--context") if args.context else None
+    metadata = _json(args.metadata, "--metadata") if args.metadata else None
+    if args.if_ is not None:
+        from processors.filters import FilterCache, FilterCompileError
+
+        try:
+            FilterCache().compile(args.if_)
+        except FilterCompileError as exc:
+            raise UsageError(f"--if does not compile: {exc}") from None
+    run_id = args.run_id or f"cli-{uuid.uuid4().hex[:12]}"
+    wait_id = args.wait_id or f"{run_id}/{args.name}"
+    client = _client(args)
+    common: dict[str, Any] = {
+        "run_id": run_id,
+        "name": args.name,
+        "correlation_key": args.correlation_key,
+        "timeout": args.timeout,
+        "on_timeout": args.on_timeout,
+        "if_": args.if_,
+        "context": context,
+        "lookback": args.lookback,
+        "metadata": metadata,
+    }
+    if args.no_follow:
+        registration = client.register_wait(wait_id, **common)
+        client.flush()
+        print(registration.to_json().decode())
+        return 0
+    print(
+        f"waiting: waitId={wait_id} runId={run_id} for {args.name}|{args.correlation_key}",
+        file=sys.stderr,
+    )
+    resume = client.wait_for_event(wait_id, wait_timeout=args.wait_timeout, **common)
+    print(resume.to_json().decode())
+    return 0 if resume.outcome == "matched" or args.any_outcome else 3
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client = _client(args)
+    cancel = client.cancel_wait(args.wait_id, name=args.name, correlation_key=args.correlation_key)
+    client.flush()
+    print(cancel.to_json().decode())
+    return 0
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    from waitline.broker import wait_for_broker
+    from waitline.topics import create_topics, load_topics
+
+    settings = _settings(args)
+    topics = load_topics(settings.topics_file, settings.topic_prefix)
+    wait_for_broker(
+        settings.bootstrap_servers, timeout=args.connect_timeout, extra_config=settings.kafka
+    )
+    result = create_topics(AdminClient(settings.as_librdkafka_dict()), topics)
+    for name, status in result.items():
+        print(f"{name}: {status}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from waitline.worker import run_worker
+
+    run_worker(_settings(args))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from waitline import inspect
+
+    settings = _settings(args)
+    if not inspect.store_paths(settings.state_dir, settings.group_id):
+        raise UsageError(
+            f"no state under {settings.state_dir / settings.group_id} "
+            "(check --state-dir / --group-id, and run it where the worker keeps its state)"
+        )
+    if args.what == "summary":
+        rows = inspect.summary(settings.state_dir, settings.group_id)
+        print(f"{'partition':>9}  {'pending waits':>13}  {'buffered events':>15}  offsets")
+        for row in rows:
+            offsets = " ".join(f"{k}={v}" for k, v in sorted(row.offsets.items()))
+            print(
+                f"{row.partition:>9}  {row.pending_waits:>13}  {row.buffered_events:>15}  {offsets}"
+            )
+        total_waits = sum(r.pending_waits for r in rows)
+        total_events = sum(r.buffered_events for r in rows)
+        print(f"{'total':>9}  {total_waits:>13}  {total_events:>15}")
+        return 0
+    lister = inspect.pending_waits if args.what == "waits" else inspect.buffered_events
+    items = lister(settings.state_dir, settings.group_id, args.name, args.key)
+    for item in itertools.islice(items, args.limit):
+        print(json.dumps(item, separators=(",", ":")))
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from waitline.dev import run_dev
+
+    return run_dev(port=args.port, state_dir=args.state_dir, workers=args.workers)
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def _add_connection(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection (defaults from WAITLINE_* environment)")
+    group.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    group.add_argument("--topics-file", metavar="PATH", help="topics.yaml to use")
+    group.add_argument("--topic-prefix", metavar="PREFIX", help="prepended to every topic name")
+    group.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to try reaching Kafka (default 10)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="waitline",
+        description="Pause workflows until the right event arrives; resume the right run.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    dev = sub.add_parser("dev", help="embedded broker + topics + worker, for development")
+    dev.add_argument("--port", type=int, default=9092, help="broker port on 127.0.0.1 (9092)")
+    dev.add_argument("--state-dir", default=None, help="RocksDB dir (default: a fresh temp dir)")
+    dev.add_argument("--workers", type=int, default=1, help="worker processes to start (1)")
+    dev.set_defaults(func=cmd_dev)
+
+    worker = sub.add_parser("worker", help="run a processor (a consumer-group member)")
+    _add_connection(worker)
+    worker.add_argument("--group-id", help="consumer group (default waitline)")
+    worker.add_argument("--state-dir", help="RocksDB directory (default .waitline/state)")
+    worker.set_defaults(func=cmd_worker)
+
+    topics = sub.add_parser("topics", help="manage the topics in topics.yaml")
+    topics_sub = topics.add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    create = topics_sub.add_parser("create", help="create missing topics (idempotent)")
+    _add_connection(create)
+    create.set_defaults(func=cmd_topics_create)
+
+    send = sub.add_parser("send", help="publish an event")
+    send.add_argument("name", help="event name, e.g. email.verified")
+    send.add_argument("correlation_key", metavar="correlation-key", help="e.g. user-42")
+    send.add_argument("--data", metavar="JSON", help="event data, a JSON object")
+    send.add_argument("--event-id", help="default: a new UUID")
+    send.add_argument("--idempotency-key", help="drop repeats with this key in the dedup window")
+    send.add_argument("--ttl", metavar="DURATION", help="how long the event stays available")
+    _add_connection(send)
+    send.set_defaults(func=cmd_send)
+
+    wait = sub.add_parser("wait", help="register a wait and print its resume command")
+    wait.add_argument("name", help="event name to wait for")
+    wait.add_argument("correlation_key", metavar="correlation-key")
+    wait.add_argument("--timeout", required=True, metavar="DURATION", help="e.g. 30s, 24h, PT1H")
+    wait.add_argument("--on-timeout", choices=["fail", "continue", "cancel"], default="fail")
+    wait.add_argument("--if", dest="if_", metavar="CEL", help="filter, e.g. async.data.ok == true")
+    wait.add_argument("--context", metavar="JSON", help="JSON object the filter reads as `event`")
+    wait.add_argument("--lookback", metavar="DURATION", help="accept events this old (0: only new)")
+    wait.add_argument("--metadata", metavar="JSON", help="opaque JSON returned in the resume")
+    wait.add_argument("--wait-id", help="default: <run-id>/<name>")
+    wait.add_argument("--run-id", help="default: a new cli-… id")
+    wait.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up following after this long (the wait stays registered)",
+    )
+    wait.add_argument("--no-follow", action="store_true", help="register only, do not wait")
+    wait.add_argument(
+        "--any-outcome", action="store_true", help="exit 0 for any outcome, not only matched"
+    )
+    _add_connection(wait)
+    wait.set_defaults(func=cmd_wait)
+
+    inspect = sub.add_parser(
+        "inspect", help="show pending waits / buffered events from local state (read-only)"
+    )
+    inspect.add_argument("what", choices=["summary", "waits", "events"])
+    inspect.add_argument("--name", help="only this event name")
+    inspect.add_argument("--key", help="only this correlation key")
+    inspect.add_argument("--limit", type=int, default=None, help="print at most this many")
+    inspect.add_argument("--state-dir", help="RocksDB directory (default .waitline/state)")
+    inspect.add_argument("--group-id", help="consumer group (default waitline)")
+    inspect.set_defaults(func=cmd_inspect)
+
+    cancel = sub.add_parser("cancel", help="cancel a pending wait")
+    cancel.add_argument("wait_id", metavar="wait-id")
+    cancel.add_argument("name")
+    cancel.add_argument("correlation_key", metavar="correlation-key")
+    _add_connection(cancel)
+    cancel.set_defaults(func=cmd_cancel)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (UsageError, ConfigError, DurationError) as exc:
+        print(f"waitline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"waitline: error: {where}: {first['msg']}", file=sys.stderr)
+        return EXIT_USAGE
+    except WaitTimeoutError as exc:
+        print(f"waitline: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (WaitlineError, KafkaException) as exc:
+        print(f"waitline: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE

@@ -1,0 +1,82 @@
+"""Configuration: one frozen settings object, from ``WAITLINE_*`` environment variables and flags.
+
+Precedence: command-line flags > environment variables > defaults. librdkafka settings that
+waitline has no field for (SASL, SSL, client.id, ...) pass through ``kafka``::
+
+    WAITLINE_BOOTSTRAP_SERVERS=broker-1:9092,broker-2:9092
+    WAITLINE_KAFKA='{"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN",
+                     "sasl.username": "waitline"}'
+    WAITLINE_SASL_PASSWORD=...          # kept out of logs and reprs (SecretStr)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.durations import DurationError, parse_duration
+
+__all__ = ["Settings", "default_topics_file"]
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_topics_file() -> Path:
+    """``./topics.yaml`` if there is one, else the one in waitline's source tree."""
+    here = Path("topics.yaml")
+    return here if here.exists() else _PROJECT_ROOT / "topics.yaml"
+
+
+class Settings(BaseSettings):
+    """Everything a waitline process needs to know; frozen once built."""
+
+    model_config = SettingsConfigDict(env_prefix="WAITLINE_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated"
+    )
+    kafka: dict[str, str] = Field(
+        default_factory=dict, description="extra librdkafka settings (SASL, SSL, ...), as JSON"
+    )
+    sasl_password: SecretStr | None = Field(default=None, description="sasl.password")
+    ssl_key_password: SecretStr | None = Field(default=None, description="ssl.key.password")
+    topics_file: Path = Field(default_factory=default_topics_file)
+    topic_prefix: str = Field(default="", description="prepended to every topic name")
+    group_id: str = Field(default="waitline", description="the processors' consumer group")
+    state_dir: Path = Field(default=Path(".waitline/state"), description="RocksDB stores")
+    event_ttl: str = Field(default="24h", description="how long events stay available")
+    dedup_window: str = Field(default="24h", description="how long idempotency keys are kept")
+    tombstone_retention: str = Field(
+        default="7d", description="how long a resolved wait's resume can be re-emitted"
+    )
+    max_record_bytes: int = Field(default=1_048_576, gt=0)
+    batch_size: int = Field(default=5000, gt=0, description="records per consume call")
+    timer_batch: int = Field(default=10_000, gt=0, description="due timers fired per loop, max")
+    purge_interval: str = Field(default="10s", description="how often expired state is purged")
+    metrics_port: int | None = Field(default=None, description="Prometheus /metrics port")
+
+    @field_validator("event_ttl", "dedup_window", "tombstone_retention", "purge_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def ms(self, field: str) -> int:
+        """A duration field in milliseconds."""
+        value: str = getattr(self, field)
+        return parse_duration(value)
+
+    def as_librdkafka_dict(self) -> dict[str, Any]:
+        """The client settings shared by every producer, consumer and admin client."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_key_password is not None:
+            config["ssl.key.password"] = self.ssl_key_password.get_secret_value()
+        return config

@@ -1,0 +1,129 @@
+"""``topics.yaml`` loaded into frozen objects, applied to a broker, and checked against it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from waitline.errors import ConfigError, TopicError
+
+__all__ = ["ROLES", "TopicSpec", "Topics", "check_copartitioned", "create_topics", "load_topics"]
+
+Role = Literal["events", "wait-commands", "resumes", "dead-letters"]
+ROLES: tuple[Role, ...] = ("events", "wait-commands", "resumes", "dead-letters")
+
+
+class TopicSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    partitions: int = Field(gt=0)
+    replication_factor: int = Field(default=-1, description="-1: the broker's default")
+    config: dict[str, str] = Field(default_factory=dict)
+
+
+class Topics(BaseModel):
+    """The topics of one deployment, with the prefix already applied to every name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    events: TopicSpec
+    wait_commands: TopicSpec = Field(alias="wait-commands")
+    resumes: TopicSpec
+    dead_letters: TopicSpec = Field(alias="dead-letters")
+
+    def by_role(self, role: Role) -> TopicSpec:
+        spec: TopicSpec = getattr(self, role.replace("-", "_"))
+        return spec
+
+    def all(self) -> list[TopicSpec]:
+        return [self.by_role(role) for role in ROLES]
+
+
+def load_topics(path: Path, prefix: str = "") -> Topics:
+    """Read ``topics.yaml``; raise ConfigError naming the file and the problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"topics file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("topics"), Mapping):
+        raise ConfigError(f"{path} must have a top-level 'topics:' mapping")
+    entries: dict[str, Any] = {}
+    for role, spec in raw["topics"].items():
+        if isinstance(spec, Mapping):
+            spec = {**spec, "name": prefix + str(spec.get("name", role))}
+            spec["config"] = {k: str(v) for k, v in (spec.get("config") or {}).items()}
+        entries[role] = spec
+    try:
+        return Topics.model_validate(entries)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: topics.{where}: {first['msg']}") from None
+
+
+def create_topics(admin: AdminClient, topics: Topics, timeout: float = 30.0) -> dict[str, str]:
+    """Create missing topics; return ``name → "created" | "exists"``. Idempotent."""
+    existing = admin.list_topics(timeout=timeout).topics
+    result: dict[str, str] = {}
+    wanted = []
+    for spec in topics.all():
+        if spec.name in existing:
+            result[spec.name] = "exists"
+            have = len(existing[spec.name].partitions)
+            if have != spec.partitions:
+                result[spec.name] = (
+                    f"exists with {have} partitions (topics.yaml says {spec.partitions})"
+                )
+        else:
+            wanted.append(
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=spec.replication_factor,
+                    config=dict(spec.config),
+                )
+            )
+    if wanted:
+        futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result()
+                result[name] = "created"
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    result[name] = "exists"
+                else:
+                    raise TopicError(f"cannot create topic {name}: {error.str()}") from None
+    return result
+
+
+def check_copartitioned(admin: AdminClient, topics: Topics, timeout: float = 30.0) -> int:
+    """Return the shared partition count of events and wait-commands, or raise TopicError."""
+    metadata = admin.list_topics(timeout=timeout).topics
+    counts = {}
+    for spec in (topics.events, topics.wait_commands):
+        meta = metadata.get(spec.name)
+        if meta is None or meta.error is not None:
+            raise TopicError(
+                f"topic {spec.name!r} does not exist: run `waitline topics create` first"
+            )
+        counts[spec.name] = len(meta.partitions)
+    events, commands = counts[topics.events.name], counts[topics.wait_commands.name]
+    if events != commands:
+        raise TopicError(
+            f"{topics.events.name!r} has {events} partitions but {topics.wait_commands.name!r} "
+            f"has {commands}: they must be equal (co-partitioned). Recreate the smaller one with "
+            f"{max(events, commands)} partitions, or both with the count in topics.yaml."
+        )
+    return events
