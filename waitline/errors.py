@@ -1,17 +1,25 @@
 """waitline's exceptions: one root, a small documented tree.
 
-    WaitlineError
+    WaitlineError            root of every error waitline raises on purpose
     ├── ConfigError          settings, topics.yaml or a command line that cannot work
-    │   └── TopicError       topics missing or not co-partitioned on the broker
-    ├── BrokerError          Kafka cannot be reached or did not acknowledge (``.code``: the
-    │                        librdkafka error code when there is one)
-    ├── InvalidRecordError   a record that fails the wire contract (SDK side)
-    └── WaitTimeoutError     ``wait_for_event`` gave up before the resume arrived
+    ├── BrokerError          Kafka cannot be reached, refused a request or did not acknowledge
+    │                        records; ``.code`` is the librdkafka error code when there is one
+    ├── TopicError           the broker's topics are missing, or do not match topics.yaml
+    ├── InvalidRecordError   a record that fails the wire contract (raised on the SDK side;
+    │                        the processor never raises for bad input, it dead-letters it)
+    └── WaitTimeoutError     ``wait_for_event`` passed its client-side deadline; the wait itself
+                             stays registered and may still resolve
 
-The processor never raises for bad input; it dead-letters it (SPEC §2.7).
+Catch ``WaitlineError`` to handle all of them. Errors from confluent-kafka are wrapped in
+``BrokerError`` (``BrokerError.from_kafka``) so that callers never need to import it.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError
 
 __all__ = [
     "BrokerError",
@@ -31,16 +39,25 @@ class ConfigError(WaitlineError):
     """Configuration that cannot work; the message says what to change."""
 
 
-class TopicError(ConfigError):
-    """The broker's topics do not match what waitline needs."""
-
-
 class BrokerError(WaitlineError):
-    """Kafka could not be reached, or did not acknowledge records."""
+    """Kafka could not be reached, refused a request, or did not acknowledge records.
+
+    ``code`` is the librdkafka error code (``confluent_kafka.KafkaError.code()``) when the
+    error came from Kafka, else ``None``.
+    """
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+    @classmethod
+    def from_kafka(cls, error: KafkaError, context: str) -> BrokerError:
+        """Wrap a confluent-kafka error: ``context`` says what waitline was doing."""
+        return cls(f"{context}: {error.str()}", code=error.code())
+
+
+class TopicError(WaitlineError):
+    """The broker's topics are missing, or do not match what topics.yaml declares."""
 
 
 class InvalidRecordError(WaitlineError):
