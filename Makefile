@@ -1,24 +1,35 @@
-# waitline: everything a fresh machine needs is created by these targets (Python, pip, make, git).
+# waitline: a fresh clone needs only python3 (3.11+), pip, make and git; these targets create
+# and fill .venv themselves. The stamp makes a second run a no-op until pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test lint typecheck unit integration clean
+.PHONY: install dev test lint typecheck unit integration clean
+
+install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# The embedded broker, the topics and a worker, until Ctrl-C.
 dev: $(STAMP)
 	$(BIN)/waitline dev
+
+# Exactly what CI runs (.ci/run).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy --strict on the packages listed in pyproject.toml: waitline, processors, schemas.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
@@ -28,8 +39,6 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
-test: lint typecheck
-	$(BIN)/pytest -q
-
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .waitline build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .waitline build dist \
+		*.egg-info

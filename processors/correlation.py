@@ -198,6 +198,8 @@ class Correlator:
             wait = state.get_wait(wait_id)
             if wait is None:
                 continue
+            if wait.lookback_ms and ts < wait.registered_at - wait.lookback_ms:
+                continue  # happened before the wait's window, though it arrived late
             if wait.filter is not None:
                 if candidate is None:
                     candidate = event.model_dump(by_alias=True, mode="json")

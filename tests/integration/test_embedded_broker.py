@@ -1,5 +1,5 @@
-"""The embedded broker starts, serves a round trip, stops; and the fixture never hides a
-missing configured broker behind a skip."""
+"""The embedded broker starts, carries a record, stops, and refuses a port that is taken; and
+the broker fixture never hides a missing configured broker behind a skip."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from waitline.broker import EmbeddedBroker
 from waitline.errors import BrokerError
@@ -21,46 +22,77 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_start_round_trip_stop(tmp_path: Path) -> None:
-    broker = EmbeddedBroker(log_path=tmp_path / "tansu.log")
-    bootstrap = broker.start()
+def _consume_until_eof(consumer: Consumer, topic: str, timeout: float) -> list[bytes]:
+    """Everything in the (single-partition) topic, read until the partition-EOF event."""
+    received: list[bytes] = []
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, f"no partition EOF after {timeout:g}s: {received}"
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        error = msg.error()
+        if error is not None and error.code() == KafkaError._PARTITION_EOF:
+            if received:  # EOF before the record would mean the assignment came up empty
+                return received
+            continue
+        assert error is None, error
+        value = msg.value()
+        assert isinstance(value, bytes)
+        received.append(value)
+
+
+def test_round_trip_then_stop(tmp_path: Path, unique_name: Callable[[str], str]) -> None:
+    broker = EmbeddedBroker(log_path=tmp_path / "broker.log")
     try:
+        bootstrap = broker.start()
+        assert bootstrap == broker.bootstrap_servers
+        topic = unique_name("embedded")
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        created = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        created[topic].result(timeout=10)
+
         producer = Producer({"bootstrap.servers": bootstrap})
-        producer.produce("probe", b"hello", b"k")
+        producer.produce(topic, key=b"k", value=b"hello")
         assert producer.flush(10) == 0
+
         consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
-                "group.id": f"g-{uuid.uuid4()}",
+                "group.id": unique_name("group"),
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 6000,
                 "max.poll.interval.ms": 10000,
+                "enable.partition.eof": True,
             }
         )
-        consumer.subscribe(["probe"])
-        deadline = time.monotonic() + 30
-        got = None
-        while got is None and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                got = msg.value()
-        consumer.close()
-        assert got == b"hello"
+        try:
+            assert _consume_until_eof(consumer, topic, timeout=30) == [b"hello"]
+        finally:
+            consumer.close()
+        pid = broker.pid
+        assert pid is not None
     finally:
         broker.stop()
     assert not broker.running
+    assert broker.pid is None
+    with pytest.raises(ProcessLookupError):  # exited, and reaped by stop()
+        os.kill(pid, 0)
     broker.stop()  # idempotent
 
 
-def test_taken_port_is_a_clear_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        port = sock.getsockname()[1]
+def test_start_on_a_taken_port_fails_fast(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        broker = EmbeddedBroker(port=port, log_path=tmp_path / "broker.log")
         started = time.monotonic()
-        with pytest.raises(BrokerError, match="already in use"):
-            EmbeddedBroker(port=port).start()
+        with pytest.raises(BrokerError, match=f"port {port} .* already in use"):
+            broker.start(timeout=10)
         assert time.monotonic() - started < 5
+        assert not broker.running
 
 
 def test_unreachable_configured_broker_fails_the_run(tmp_path: Path) -> None:

@@ -300,3 +300,9 @@ def test_purge_removes_expired_events_and_dedup_keys(core: Core) -> None:
     assert list(core.state.iter_buffered()) == []
     assert core.state.dedup_expiry("a", "i") is None
     assert make_key("a", "k") == b"a|k"
+
+
+def test_lookback_applies_to_late_arriving_old_events(core: Core) -> None:
+    core.register("w1", "signed", "d", 100 * S, lookback="10s")
+    assert core.event("signed", "d", 101 * S, timestamp=50 * S) == []  # happened too long ago
+    assert len(resumes(core.event("signed", "d", 102 * S, timestamp=95 * S))) == 1
