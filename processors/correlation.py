@@ -61,6 +61,7 @@ class Target(enum.Enum):
     RESUMES = "resumes"
     DEAD_LETTERS = "dead-letters"
     WAIT_COMMANDS = "wait-commands"
+    CHANGELOG = "changelog"
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,8 +349,6 @@ class Correlator:
 def _in_lookback(event_ts: int, registered_at: int, lookback_ms: int | None) -> bool:
     if lookback_ms is None:
         return True
-    if lookback_ms == 0:
-        return event_ts > registered_at
     return event_ts >= registered_at - lookback_ms
 
 

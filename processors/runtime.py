@@ -1,35 +1,45 @@
 """The worker: the one place that owns the Kafka consumer and producer.
 
-The run loop reads top to bottom: poll → process → publish → commit → fire due timers →
-purge. Partition N of ``events`` and partition N of ``wait-commands`` form one task with one
-RocksDB store (``range`` assignment keeps equal partition numbers on one member).
+The run loop reads top to bottom: poll → process → commit → fire due timers → purge.
+Partition N of ``events`` and of ``wait-commands`` form one task with one RocksDB store, backed
+up to partition N of ``changelog`` (``range`` assignment keeps equal numbers on one member).
 
-Commit protocol (at-least-once), once per loop iteration:
+Commit protocol, once per loop iteration (``Guarantee`` picks the variant):
 
 1. Consume up to ``batch_size`` records from the assigned partitions.
-2. Apply each record through the core to its partition's overlay (read-your-writes buffer);
-   collect the output records. Nothing is written to RocksDB or Kafka yet.
-3. Produce every output record and ``flush`` the producer; any delivery error stops the
-   worker before step 4, so the batch will be read and applied again.
-4. For each touched partition, write the overlay's changes and the next input offsets in one
-   RocksDB ``WriteBatch``. The store now says the batch happened, and its outputs are acked.
-5. Commit the same offsets to the consumer group (asynchronously; informational only: on
-   assignment the worker seeks to the offsets in its store, not the group's).
+2. Apply each record through the core to its partition's overlay (read-your-writes buffer)
+   and collect the output records. Nothing has been written anywhere yet.
+3. Exactly-once: begin a transaction.
+4. Produce the output records. At-least-once: flush, so every output is acknowledged before
+   anything records that the batch happened.
+5. Produce each touched partition's changelog records: the changed keys, then the input
+   offsets the batch reached (this record closes the batch). At-least-once: flush.
+6. Exactly-once: add the input offsets to the transaction (``send_offsets_to_transaction``
+   with the consumer's current group metadata) and commit it.
+7. Write each touched partition's overlay, input offsets and changelog position in one
+   RocksDB ``WriteBatch``.
+8. At-least-once: commit the offsets to the group (asynchronously; informational: on
+   assignment the worker seeks to the offsets in its store).
 
-A crash before step 4 replays the batch: the core is deterministic, so the outputs are the
-same records with the same ``resumeId``. A crash after step 4 replays nothing.
+Failure at any step before 7 leaves the store as it was; the batch is read and applied again,
+and since the core is deterministic it yields the same outputs with the same ``resumeId``s
+(at-least-once: possibly published twice; exactly-once: the aborted transaction hides the
+first copy on a broker with working transactions). A changelog batch without its closing
+record, or (exactly-once) beyond the group's committed offsets, is ignored on restore
+(``processors.restore``). A failure after 7 replays nothing.
 
 Timers: after each commit the loop asks every store for deadlines that passed on the wall
 clock and appends a ``timer`` command for each to the wait-commands partition of the same
-number. The wait resolves when that command is processed (SPEC §2.6), so a replay of the log
-replays the decision.
+number. The wait resolves when that command is processed (SPEC §2.6).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,22 +49,29 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
 
 from processors.correlation import CoreSettings, Correlator, Emit, InputRecord, Source, Target
+from processors.restore import Restorer
 from processors.store import PartitionStore
 from schemas.keys import partition_for
 
-__all__ = ["RuntimeConfig", "Worker", "WorkerError"]
+__all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
 
 log = logging.getLogger("waitline.worker")
 
 
 class WorkerError(RuntimeError):
     """A fatal error: the worker stops without committing the current batch."""
+
+
+class Guarantee(enum.Enum):
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,8 @@ class RuntimeConfig:
     topics: dict[Target, str]
     partitions: int
     core: CoreSettings = field(default_factory=CoreSettings)
+    guarantee: Guarantee = Guarantee.AT_LEAST_ONCE
+    transactional_id: str | None = None
     batch_size: int = 5000
     timer_batch: int = 10_000
     purge_interval_ms: int = 10_000
@@ -81,27 +100,39 @@ class Worker:
         self.core = core or Correlator(config.core)
         self.stores: dict[int, PartitionStore] = {}
         self.processed = 0
+        self.restored = 0
+        self._eos = config.guarantee is Guarantee.EXACTLY_ONCE
         self._sources = {
             config.topics[Target.EVENTS]: Source.EVENTS,
             config.topics[Target.WAIT_COMMANDS]: Source.WAIT_COMMANDS,
         }
         self._sent_timers: dict[int, set[bytes]] = {}
-        self._last_purge = 0.0
+        self._last_purge = time.monotonic()
         self._delivery_errors: list[str] = []
+        self._changelog_next: dict[int, int] = {}
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._restorer: Restorer | None = None
         self.on_assigned: Callable[[list[int]], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; then commit, close the stores and leave the group."""
-        self._consumer = Consumer(self._consumer_config())
+        self._restorer = Restorer(self.config.client, self.config.topics[Target.CHANGELOG])
         self._producer = Producer(self._producer_config())
+        if self._eos:
+            self._producer.init_transactions(30)
+        self._consumer = Consumer(self._consumer_config())
         self._consumer.subscribe(
             list(self._sources), on_assign=self._on_assign, on_revoke=self._on_revoke
         )
-        log.info("worker started group=%s topics=%s", self.config.group_id, list(self._sources))
+        log.info(
+            "worker started group=%s topics=%s guarantee=%s",
+            self.config.group_id,
+            list(self._sources),
+            self.config.guarantee.value,
+        )
         try:
             while not stop.is_set():
                 self.run_once()
@@ -114,22 +145,23 @@ class Worker:
         messages = self._consumer.consume(self.config.batch_size, self.config.poll_timeout)
         emits, offsets = self._apply(messages)
         if offsets:
-            self._publish(emits)
-            self._commit(offsets)
+            self._commit(emits, offsets)
         self._fire_timers()
         self._maybe_purge()
         return len(messages)
 
     def _shutdown(self) -> None:
         try:
-            if self._producer is not None:
-                self._producer.flush(10)
             if self._consumer is not None:
                 self._consumer.close()  # revokes: stores are closed in _on_revoke
+            if self._producer is not None:
+                self._producer.flush(10)
         finally:
             for store in self.stores.values():
                 store.close()
             self.stores.clear()
+            if self._restorer is not None:
+                self._restorer.close()
             log.info("worker stopped after %d records", self.processed)
 
     # -- steps ---------------------------------------------------------------------------------
@@ -170,45 +202,60 @@ class Worker:
         self.processed += len(messages)
         return emits, offsets
 
-    def _publish(self, emits: list[Emit]) -> None:
+    def _commit(self, emits: list[Emit], offsets: dict[int, dict[str, int]]) -> None:
+        """Steps 3–8 of the commit protocol (module docstring) for the touched partitions."""
         producer = self._producer
-        assert producer is not None
-        topics = self.config.topics
-        for emit in emits:
-            topic = topics[emit.target]
-            kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
-            if emit.partition is not None:
-                kwargs["partition"] = emit.partition
-            if emit.headers:
-                kwargs["headers"] = list(emit.headers)
-            while True:
-                try:
-                    producer.produce(topic, emit.value, emit.key, **kwargs)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        while producer.flush(5.0) > 0:
-            log.warning("waiting for the broker to acknowledge outputs")
-        if self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors, []
-            raise WorkerError(f"{len(errors)} outputs were not delivered: {errors[0]}")
+        assert producer is not None and self._consumer is not None
+        stores = {p: self.stores[p] for p in offsets if p in self.stores}
+        try:
+            if self._eos:
+                producer.begin_transaction()
+            self._produce(emits)
+            if not self._eos:
+                self._flush()
+            changelog = self.config.topics[Target.CHANGELOG]
+            for partition, store in stores.items():
+                for key, value in store.changelog_records(offsets[partition]):
+                    self._send(changelog, key, value, partition, self._on_changelog_delivery)
+            self._flush()  # serves the delivery callbacks: changelog positions, errors
+            if self._eos:
+                positions = self._positions(offsets)
+                if positions:
+                    producer.send_offsets_to_transaction(
+                        positions, self._consumer.consumer_group_metadata(), 30
+                    )
+                producer.commit_transaction(30)
+        except (KafkaException, WorkerError) as exc:
+            self._abort(stores, exc)
+            return
+        for partition, store in stores.items():
+            store.commit(offsets[partition], self._changelog_next.get(partition))
+        if not self._eos:
+            self._commit_group_offsets(offsets)
 
-    def _commit(self, offsets: dict[int, dict[str, int]]) -> None:
-        assert self._consumer is not None
-        group_offsets = []
-        for partition, by_source in offsets.items():
-            store = self.stores.get(partition)
-            if store is None:
-                continue
-            store.commit(by_source)
-            for source_name, next_offset in by_source.items():
-                topic = self.config.topics[Target(source_name)]
-                group_offsets.append(TopicPartition(topic, partition, next_offset))
-        if group_offsets:
+    def _abort(self, stores: dict[int, PartitionStore], exc: Exception) -> None:
+        """Forget the batch and read it again; a fatal producer error stops the worker."""
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        log.warning("commit failed, the batch will be applied again: %s", exc)
+        if self._eos and self._producer is not None:
             try:
-                self._consumer.commit(offsets=group_offsets, asynchronous=True)
-            except Exception as exc:  # informational only, see the module docstring
-                log.debug("group offset commit failed: %s", exc)
+                self._producer.abort_transaction(30)
+            except KafkaException as abort_exc:
+                raise WorkerError(f"cannot abort the transaction: {abort_exc}") from abort_exc
+        for store in stores.values():
+            store.rollback()
+        self._rewind(stores)
+        if error is not None and error.fatal():
+            raise WorkerError(f"fatal producer error: {error.str()}") from exc
+        if not self._eos:
+            raise WorkerError(f"outputs were not delivered: {exc}") from exc
+
+    def _rewind(self, stores: dict[int, PartitionStore]) -> None:
+        assert self._consumer is not None
+        for partition, store in stores.items():
+            for topic, source in self._sources.items():
+                offset = store.offsets.get(source.value, OFFSET_BEGINNING)
+                self._consumer.seek(TopicPartition(topic, partition, offset))
 
     def _fire_timers(self) -> None:
         now = int(time.time() * 1000)
@@ -217,11 +264,26 @@ class Worker:
             due = self.core.due_timers(store.state, now, partition, self.config.timer_batch)
             # A timer command is sent once; it stays due until the worker reads it back.
             sent = self._sent_timers.get(partition, set())
-            live = {emit.value or b"" for emit in due}
             emits.extend(emit for emit in due if emit.value not in sent)
-            self._sent_timers[partition] = live
-        if emits:
-            self._publish(emits)
+            self._sent_timers[partition] = {emit.value or b"" for emit in due}
+        if not emits:
+            return
+        producer = self._producer
+        assert producer is not None
+        try:
+            if self._eos:
+                producer.begin_transaction()
+            self._produce(emits)
+            self._flush()
+            if self._eos:
+                producer.commit_transaction(30)
+        except (KafkaException, WorkerError) as exc:
+            log.warning("timer commands not written, will retry: %s", exc)
+            self._sent_timers.clear()
+            if self._eos:
+                producer.abort_transaction(30)
+            elif not isinstance(exc, WorkerError):
+                raise
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()
@@ -229,39 +291,139 @@ class Worker:
             return
         self._last_purge = now
         wall = int(time.time() * 1000)
-        for store in self.stores.values():
+        purged: dict[int, dict[str, int]] = {}
+        for partition, store in self.stores.items():
             removed = self.core.purge(store.state, wall, 100_000)
             if removed:
-                store.commit({})
-                log.info("purged %d expired entries from partition %d", removed, store.partition)
+                purged[partition] = {}
+                log.info("purging %d expired entries from partition %d", removed, partition)
+        if purged:
+            self._commit([], purged)
+
+    # -- producing -----------------------------------------------------------------------------
+
+    def _produce(self, emits: list[Emit]) -> None:
+        topics = self.config.topics
+        for emit in emits:
+            self._send(
+                topics[emit.target],
+                emit.key,
+                emit.value,
+                emit.partition,
+                self._on_delivery,
+                emit.headers,
+            )
+
+    def _send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+        headers: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        kwargs: dict[str, Any] = {"on_delivery": on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = list(headers)
+        while True:
+            try:
+                producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def _flush(self) -> None:
+        producer = self._producer
+        assert producer is not None
+        while producer.flush(5.0) > 0:
+            log.warning("waiting for the broker to acknowledge outputs")
+        self._check_deliveries()
+
+    def _check_deliveries(self) -> None:
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise WorkerError(f"{len(errors)} records were not delivered: {errors[0]}")
+
+    def _on_delivery(self, error: KafkaError | None, msg: Message) -> None:
+        if error is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
+
+    def _on_changelog_delivery(self, error: KafkaError | None, msg: Message) -> None:
+        if error is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
+            return
+        partition, offset = msg.partition() or 0, (msg.offset() or 0) + 1
+        if offset > self._changelog_next.get(partition, 0):
+            self._changelog_next[partition] = offset
+
+    def _positions(self, offsets: dict[int, dict[str, int]]) -> list[TopicPartition]:
+        return [
+            TopicPartition(self.config.topics[Target(source)], partition, offset)
+            for partition, by_source in offsets.items()
+            for source, offset in by_source.items()
+        ]
+
+    def _commit_group_offsets(self, offsets: dict[int, dict[str, int]]) -> None:
+        assert self._consumer is not None
+        positions = self._positions(offsets)
+        if not positions:
+            return
+        try:
+            self._consumer.commit(offsets=positions, asynchronous=True)
+        except KafkaException as exc:  # informational only, see the module docstring
+            log.debug("group offset commit failed: %s", exc)
 
     # -- rebalancing ---------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            store = self.stores.get(tp.partition)
-            if store is None:
-                store = PartitionStore(self._store_path(tp.partition), tp.partition)
+        numbers = sorted({tp.partition for tp in partitions})
+        fresh = []
+        for number in numbers:
+            if number not in self.stores:
+                store = PartitionStore(self._store_path(number), number)
                 store.open()
-                self.stores[tp.partition] = store
+                fresh.append(store)
+        assert self._restorer is not None
+        committed = self._committed(consumer, [s.partition for s in fresh]) if self._eos else None
+        for stats in self._restorer.restore(fresh, committed):
+            self.restored += stats.records
+        for store in fresh:
+            self._changelog_next[store.partition] = store.changelog_position
+            self.stores[store.partition] = store
+        for tp in partitions:
+            store = self.stores[tp.partition]
             source = self._sources[tp.topic]
             tp.offset = store.offsets.get(source.value, OFFSET_BEGINNING)
         consumer.assign(partitions)
-        numbers = sorted({tp.partition for tp in partitions})
         log.info("assigned partitions %s", numbers)
         if self.on_assigned is not None:
             self.on_assigned(numbers)
 
+    def _committed(self, consumer: Consumer, numbers: list[int]) -> dict[int, dict[str, int]]:
+        wanted = [TopicPartition(topic, n) for n in numbers for topic in self._sources]
+        out: dict[int, dict[str, int]] = {n: {} for n in numbers}
+        if not wanted:
+            return out
+        for tp in consumer.committed(wanted, timeout=30):
+            if tp.offset >= 0:
+                out[tp.partition][self._sources[tp.topic].value] = tp.offset
+        return out
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._producer is not None:
-            self._producer.flush(10)
-        for number in sorted({tp.partition for tp in partitions}):
+        numbers = sorted({tp.partition for tp in partitions})
+        for number in numbers:
             store = self.stores.pop(number, None)
             if store is not None:
                 store.close()
             self._sent_timers.pop(number, None)
+            self._changelog_next.pop(number, None)
         consumer.unassign()
-        log.info("revoked partitions %s", sorted({tp.partition for tp in partitions}))
+        log.info("revoked partitions %s", numbers)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -276,23 +438,24 @@ class Worker:
             "partition.assignment.strategy": "range",
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
-            "max.poll.interval.ms": 10000,
-            "enable.partition.eof": False,
+            "max.poll.interval.ms": 300000,
+            "isolation.level": "read_committed",
             "fetch.wait.max.ms": 50,
             **self.config.client,
         }
 
     def _producer_config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "enable.idempotence": True,
             "linger.ms": 5,
             "partitioner": "murmur2_random",
             **self.config.client,
         }
-
-    def _on_delivery(self, error: KafkaError | None, msg: Message) -> None:
-        if error is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
+        if self._eos:
+            config["transactional.id"] = (
+                self.config.transactional_id or f"{self.config.group_id}-{uuid.uuid4()}"
+            )
+        return config
 
 
 def _headers(msg: Message) -> tuple[tuple[str, bytes], ...]:

@@ -21,7 +21,8 @@ from processors.state import PartitionState, meta_key
 
 __all__ = ["PartitionStore", "RocksKV", "StoreState", "open_snapshot"]
 
-OFFSETS = meta_key("offsets")
+OFFSETS = meta_key("offsets")  # input offsets; also the last changelog record of every batch
+CHANGELOG_POSITION = meta_key("changelog-position")  # local only: next changelog offset to read
 
 
 class RocksKV:
@@ -67,6 +68,7 @@ class PartitionStore:
         self._overlay: Overlay | None = None
         self._state: PartitionState | None = None
         self.offsets: dict[str, int] = {}
+        self.changelog_position = 0
 
     def open(self) -> None:
         self._require(StoreState.CLOSED)
@@ -76,9 +78,15 @@ class PartitionStore:
         self._db = Rdict(str(self.path), options)
         self._overlay = Overlay(RocksKV(self._db))
         self._state = PartitionState(self._overlay)
+        self._load_positions()
+        self.status = StoreState.OPEN
+
+    def _load_positions(self) -> None:
+        assert self._db is not None
         raw = self._db.get(OFFSETS)
         self.offsets = json.loads(raw) if raw is not None else {}
-        self.status = StoreState.OPEN
+        position = self._db.get(CHANGELOG_POSITION)
+        self.changelog_position = int(position) if position is not None else 0
 
     @property
     def state(self) -> PartitionState:
@@ -90,12 +98,21 @@ class PartitionStore:
     def dirty(self) -> bool:
         return bool(self._overlay and self._overlay.changes)
 
-    def commit(self, offsets: dict[str, int]) -> None:
-        """Write the buffered changes and ``offsets`` (next offset per source) atomically."""
+    def changelog_records(self, offsets: dict[str, int]) -> list[tuple[bytes, bytes | None]]:
+        """What the changelog must carry for the buffered changes: each changed key with its new
+        value (``None``: deleted), then the merged input offsets, which close the batch."""
+        self._require(StoreState.OPEN)
+        assert self._overlay is not None
+        merged = json.dumps({**self.offsets, **offsets}, sort_keys=True).encode()
+        return [*self._overlay.changes.items(), (OFFSETS, merged)]
+
+    def commit(self, offsets: dict[str, int], changelog_position: int | None = None) -> None:
+        """Write the buffered changes, ``offsets`` (next offset per input) and the changelog
+        position in one atomic batch."""
         self._require(StoreState.OPEN)
         assert self._db is not None and self._overlay is not None
         merged = {**self.offsets, **offsets}
-        if not self._overlay.changes and merged == self.offsets:
+        if not self._overlay.changes and merged == self.offsets and changelog_position is None:
             return
         batch = WriteBatch(raw_mode=True)
         for key, value in self._overlay.changes.items():
@@ -104,9 +121,29 @@ class PartitionStore:
             else:
                 batch.put(key, value)
         batch.put(OFFSETS, json.dumps(merged, sort_keys=True).encode())
+        if changelog_position is not None:
+            batch.put(CHANGELOG_POSITION, str(changelog_position).encode())
+            self.changelog_position = changelog_position
         self._db.write(batch)
         self._overlay.clear()
         self.offsets = merged
+
+    def apply_restored(
+        self, records: list[tuple[bytes, bytes | None]], changelog_position: int
+    ) -> None:
+        """Write records read back from the changelog (a whole batch) atomically."""
+        self._require(StoreState.OPEN)
+        assert self._db is not None and self._overlay is not None
+        self._overlay.clear()
+        batch = WriteBatch(raw_mode=True)
+        for key, value in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(CHANGELOG_POSITION, str(changelog_position).encode())
+        self._db.write(batch)
+        self._load_positions()
 
     def rollback(self) -> None:
         """Forget buffered changes (their input will be read again)."""

@@ -12,7 +12,7 @@ waitline has no field for (SASL, SSL, client.id, ...) pass through ``kafka``::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     dedup_window: str = Field(default="24h", description="how long idempotency keys are kept")
     tombstone_retention: str = Field(
         default="7d", description="how long a resolved wait's resume can be re-emitted"
+    )
+    guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="exactly_once needs a broker with working transactions (docs/guarantees.md)",
+    )
+    transactional_id: str | None = Field(
+        default=None, description="exactly_once: a stable id per worker (default: random)"
     )
     max_record_bytes: int = Field(default=1_048_576, gt=0)
     batch_size: int = Field(default=5000, gt=0, description="records per consume call")

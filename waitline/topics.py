@@ -16,8 +16,8 @@ from waitline.errors import ConfigError, TopicError
 
 __all__ = ["ROLES", "TopicSpec", "Topics", "check_copartitioned", "create_topics", "load_topics"]
 
-Role = Literal["events", "wait-commands", "resumes", "dead-letters"]
-ROLES: tuple[Role, ...] = ("events", "wait-commands", "resumes", "dead-letters")
+Role = Literal["events", "wait-commands", "resumes", "changelog", "dead-letters"]
+ROLES: tuple[Role, ...] = ("events", "wait-commands", "resumes", "changelog", "dead-letters")
 
 
 class TopicSpec(BaseModel):
@@ -37,6 +37,7 @@ class Topics(BaseModel):
     events: TopicSpec
     wait_commands: TopicSpec = Field(alias="wait-commands")
     resumes: TopicSpec
+    changelog: TopicSpec
     dead_letters: TopicSpec = Field(alias="dead-letters")
 
     def by_role(self, role: Role) -> TopicSpec:
@@ -109,21 +110,22 @@ def create_topics(admin: AdminClient, topics: Topics, timeout: float = 30.0) -> 
 
 
 def check_copartitioned(admin: AdminClient, topics: Topics, timeout: float = 30.0) -> int:
-    """Return the shared partition count of events and wait-commands, or raise TopicError."""
+    """Return the shared partition count of events, wait-commands and changelog, or raise."""
     metadata = admin.list_topics(timeout=timeout).topics
     counts = {}
-    for spec in (topics.events, topics.wait_commands):
+    for spec in (topics.events, topics.wait_commands, topics.changelog):
         meta = metadata.get(spec.name)
         if meta is None or meta.error is not None:
             raise TopicError(
                 f"topic {spec.name!r} does not exist: run `waitline topics create` first"
             )
         counts[spec.name] = len(meta.partitions)
-    events, commands = counts[topics.events.name], counts[topics.wait_commands.name]
-    if events != commands:
-        raise TopicError(
-            f"{topics.events.name!r} has {events} partitions but {topics.wait_commands.name!r} "
-            f"has {commands}: they must be equal (co-partitioned). Recreate the smaller one with "
-            f"{max(events, commands)} partitions, or both with the count in topics.yaml."
-        )
+    events = counts[topics.events.name]
+    for name, count in counts.items():
+        if count != events:
+            raise TopicError(
+                f"{topics.events.name!r} has {events} partitions but {name!r} has {count}: "
+                f"they must be equal (co-partitioned). Recreate {name!r} with {events} "
+                "partitions (or all of them with the count in topics.yaml)."
+            )
     return events

@@ -10,7 +10,7 @@ from types import FrameType
 from confluent_kafka.admin import AdminClient
 
 from processors.correlation import CoreSettings, Target
-from processors.runtime import RuntimeConfig, Worker
+from processors.runtime import Guarantee, RuntimeConfig, Worker
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
 from waitline.topics import Topics, check_copartitioned, load_topics
@@ -30,6 +30,7 @@ def runtime_config(settings: Settings, topics: Topics, partitions: int) -> Runti
             Target.WAIT_COMMANDS: topics.wait_commands.name,
             Target.RESUMES: topics.resumes.name,
             Target.DEAD_LETTERS: topics.dead_letters.name,
+            Target.CHANGELOG: topics.changelog.name,
         },
         partitions=partitions,
         core=CoreSettings(
@@ -38,6 +39,8 @@ def runtime_config(settings: Settings, topics: Topics, partitions: int) -> Runti
             tombstone_retention_ms=settings.ms("tombstone_retention"),
             max_record_bytes=settings.max_record_bytes,
         ),
+        guarantee=Guarantee(settings.guarantee),
+        transactional_id=settings.transactional_id,
         batch_size=settings.batch_size,
         timer_batch=settings.timer_batch,
         purge_interval_ms=settings.ms("purge_interval"),

@@ -48,9 +48,13 @@ class TopicReader:
         )
 
     def drain(self, timeout: float = 0.2) -> None:
-        for msg in self._consumer.consume(1000, timeout):
-            if msg.error() is None:
-                self.records.append(msg)
+        """Read what has arrived; wait up to ``timeout`` only when nothing has."""
+        while True:
+            batch = self._consumer.consume(1000, timeout)
+            self.records.extend(msg for msg in batch if msg.error() is None)
+            if len(batch) < 1000:
+                return
+            timeout = 0
 
     def wait_for(
         self, predicate: Callable[[list[Any]], bool], timeout: float = 30.0, what: str = ""
@@ -147,7 +151,7 @@ class Stack:
 
     def resumes_for(self, wait_id: str) -> list[ResumeCommand]:
         reader = self.reader("resumes")
-        reader.drain()
+        reader.drain(timeout=0)
         out = []
         for msg in reader.records:
             resume = ResumeCommand.model_validate_json(msg.value())

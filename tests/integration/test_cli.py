@@ -89,7 +89,7 @@ def test_topics_create_is_idempotent(live_stack: Stack) -> None:
     first = _cli(live_stack, "topics", "create")
     assert first.returncode == 0, first.stderr
     assert all(line.endswith("exists") for line in first.stdout.splitlines()), first.stdout
-    assert len(first.stdout.splitlines()) == 4
+    assert len(first.stdout.splitlines()) == 5
 
 
 def test_inspect_shows_pending_waits_and_buffered_events(live_stack: Stack, uid: str) -> None:

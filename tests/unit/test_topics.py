@@ -18,6 +18,7 @@ def test_repository_topics_file_loads_with_prefix() -> None:
         "dev.events",
         "dev.wait-commands",
         "dev.resumes",
+        "dev.changelog",
         "dev.dead-letters",
     ]
     assert topics.events.partitions == topics.wait_commands.partitions
