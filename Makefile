@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint typecheck unit integration clean
+.PHONY: install dev test lint typecheck unit integration chaos recovery clean
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ lint: $(STAMP)
 # mypy --strict on the packages listed in pyproject.toml: waitline, processors, schemas.
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Fault injection, the long run: >= 10 SIGKILL cycles, 3 workers, 100k waits.
+chaos: $(STAMP)
+	$(BIN)/python benchmarks/chaos.py
+
+# Restart and restore figures with 1,000,000 pending waits.
+recovery: $(STAMP)
+	$(BIN)/python benchmarks/recovery.py
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -390,8 +390,18 @@ class Worker:
                 fresh.append(store)
         assert self._restorer is not None
         committed = self._committed(consumer, [s.partition for s in fresh]) if self._eos else None
-        for stats in self._restorer.restore(fresh, committed):
-            self.restored += stats.records
+        restored = self._restorer.restore(fresh, committed)
+        records = sum(stats.records for stats in restored)
+        self.restored += records
+        if restored:
+            seconds = restored[0].seconds
+            log.info(
+                "restore of %d partitions: %d changelog records in %.2fs (%.0f records/s)",
+                len(restored),
+                records,
+                seconds,
+                records / seconds if seconds else 0.0,
+            )
         for store in fresh:
             self._changelog_next[store.partition] = store.changelog_position
             self.stores[store.partition] = store

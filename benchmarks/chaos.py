@@ -1,0 +1,358 @@
+"""Fault injection: a generator, workers killed with SIGKILL at random, and a checker.
+
+    python benchmarks/chaos.py --short          # the suite's version (tests/integration)
+    python benchmarks/chaos.py                  # `make chaos`: >= 10 kills, 3 workers, 100k waits
+
+A generator registers waits and sends events of every kind (match, early event, lookback miss,
+duplicates, cancels, timeouts with each onTimeout, fan-out, a bad expression) while the harness
+SIGKILLs workers, starts new ones (half on a fresh state directory, as on a new machine, half
+on the dead worker's directory), and adds and removes workers. Then a checker reads the
+resumes topic from the start and verifies against the oracle computed from what was sent:
+every registered wait has exactly one distinct outcome, each outcome is the right one, no
+resume exists for an unknown wait, nothing acknowledged was lost. It prints a verdict line
+and the counts, and exits 1 on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from schemas.keys import make_key
+from waitline.broker import EmbeddedBroker
+from waitline.topics import Topics, create_topics, load_topics
+
+REPO = Path(__file__).resolve().parent.parent
+Expected = tuple[str, str, str | None]  # outcome, action, eventId
+
+
+@dataclass
+class Oracle:
+    expected: dict[str, Expected] = field(default_factory=dict)
+    kinds: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+
+
+class Generator:
+    """Produces scenarios at a steady rate and records what each wait must end as."""
+
+    def __init__(self, bootstrap: str, topics: Topics, waits: int, seconds: float, seed: int):
+        self.topics = topics
+        self.target = waits
+        self.seconds = seconds
+        self.rng = random.Random(seed)
+        self.oracle = Oracle()
+        self.errors: list[str] = []
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "partitioner": "murmur2_random",
+                "enable.idempotence": True,
+                "linger.ms": 10,
+            }
+        )
+
+    def _send(self, topic: str, name: str, key: str, body: dict[str, Any]) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, json.dumps(body).encode(), make_key(name, key), on_delivery=self._ack
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.05)
+        self.oracle.records += 1
+
+    def _ack(self, error: KafkaError | None, _msg: object) -> None:
+        if error is not None:
+            self.errors.append(error.str())
+
+    def register(self, wait_id: str, key: str, **fields: Any) -> None:
+        body = {
+            "waitId": wait_id,
+            "runId": f"run-{wait_id}",
+            "name": "chaos",
+            "correlationKey": key,
+            "timeout": "10m",
+            **fields,
+        }
+        self._send(self.topics.wait_commands.name, "chaos", key, body)
+
+    def event(self, event_id: str, key: str, **fields: Any) -> None:
+        body = {"eventId": event_id, "name": "chaos", "correlationKey": key, **fields}
+        self._send(self.topics.events.name, "chaos", key, body)
+
+    def scenario(self, n: int) -> int:
+        """One scenario; returns how many waits it registered."""
+        k = f"k{n}-{uuid.uuid4().hex[:6]}"
+        w, e = f"w{n}", f"e{n}"
+        kind = self.rng.choices(
+            ["match", "early", "lookback-miss", "duplicate", "cancel", "timeout", "fan-out", "bad"],
+            [40, 15, 8, 10, 10, 10, 5, 2],
+        )[0]
+        self.oracle.kinds[kind] += 1
+        exp = self.oracle.expected
+        if kind == "match":
+            self.register(w, k)
+            self.event(e, k)
+            exp[w] = ("matched", "continue", e)
+        elif kind == "early":
+            self.event(e, k)
+            self.register(w, k)
+            exp[w] = ("matched", "continue", e)
+        elif kind == "lookback-miss":
+            self.event(e, k, timestamp=int(time.time() * 1000) - 3_600_000)
+            self.register(w, k, lookback="10m", timeout="3s", onTimeout="continue")
+            exp[w] = ("timed_out", "continue", None)
+        elif kind == "duplicate":
+            self.register(w, k)
+            self.event(e, k, idempotencyKey=f"i{n}")
+            self.event(f"{e}-dup", k, idempotencyKey=f"i{n}")
+            exp[w] = ("matched", "continue", e)
+        elif kind == "cancel":
+            self.register(w, k)
+            self._send(
+                self.topics.wait_commands.name,
+                "chaos",
+                k,
+                {"type": "cancel", "waitId": w, "name": "chaos", "correlationKey": k},
+            )
+            exp[w] = ("cancelled", "cancel", None)
+        elif kind == "timeout":
+            policy = self.rng.choice(["fail", "continue", "cancel"])
+            self.register(w, k, timeout=f"{self.rng.randint(2, 5)}s", onTimeout=policy)
+            exp[w] = ("timed_out", policy, None)
+        elif kind == "fan-out":
+            for i in range(3):
+                self.register(f"{w}.{i}", k)
+                exp[f"{w}.{i}"] = ("matched", "continue", e)
+            self.event(e, k)
+            return 3
+        else:
+            self.register(w, k, **{"if": "async.data.x >"})
+            exp[w] = ("rejected", "fail", None)
+        return 1
+
+    def run(self) -> None:
+        started = time.monotonic()
+        registered = n = 0
+        while registered < self.target:
+            registered += self.scenario(n)
+            n += 1
+            due = started + self.seconds * registered / self.target
+            if n % 200 == 0:
+                self.producer.poll(0)
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)  # pacing the load, not waiting for a condition
+        while self.producer.flush(10) > 0:
+            pass
+
+
+class Fleet:
+    """Worker processes with their own state directories."""
+
+    def __init__(self, env: dict[str, str], tmp: Path, rng: random.Random) -> None:
+        self.env = env
+        self.tmp = tmp
+        self.rng = rng
+        self.live: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.started = self.kills = self.removals = 0
+
+    def start(self, state_dir: Path | None = None) -> None:
+        state_dir = state_dir or self.tmp / f"state-{self.started}"
+        log = open(self.tmp / f"worker-{self.started}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "waitline", "worker"],
+            env={**self.env, "WAITLINE_STATE_DIR": str(state_dir)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        self.live.append((proc, state_dir))
+        self.started += 1
+
+    def kill_one(self) -> None:
+        proc, state_dir = self.live.pop(self.rng.randrange(len(self.live)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.kills += 1
+        # Half the time the worker comes back where it was; else a new machine takes over.
+        self.start(state_dir if self.rng.random() < 0.5 else None)
+
+    def remove_one(self) -> None:
+        proc, _ = self.live.pop(self.rng.randrange(len(self.live)))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        self.removals += 1
+
+    def stop_all(self) -> None:
+        for proc, _ in self.live:
+            proc.send_signal(signal.SIGTERM)
+        for proc, _ in self.live:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.live.clear()
+
+
+def read_resumes(bootstrap: str, topic: str, partitions: int) -> list[dict[str, Any]]:
+    """The whole resumes topic, to the partition-EOF events (not ListOffsets)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"chk-{uuid.uuid4()}",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out: list[dict[str, Any]] = []
+    at_end: set[int] = set()
+    while len(at_end) < partitions:
+        for msg in consumer.consume(10_000, 1.0):
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition() or 0)
+                continue
+            at_end.discard(msg.partition() or 0)
+            out.append(json.loads(msg.value() or b"{}"))
+    consumer.close()
+    return out
+
+
+def check(oracle: Oracle, resumes: list[dict[str, Any]]) -> list[str]:
+    violations: list[str] = []
+    seen: dict[str, set[tuple[Any, ...]]] = {}
+    for resume in resumes:
+        wait_id = resume.get("waitId")
+        if wait_id not in oracle.expected:
+            violations.append(f"resume for unknown wait {wait_id!r}")
+            continue
+        event = resume.get("event") or {}
+        seen.setdefault(wait_id, set()).add(
+            (resume["resumeId"], resume["outcome"], resume["action"], event.get("eventId"))
+        )
+    for wait_id, expected in oracle.expected.items():
+        outcomes = seen.get(wait_id)
+        if not outcomes:
+            violations.append(f"{wait_id}: no outcome (expected {expected})")
+            continue
+        if len(outcomes) > 1:
+            violations.append(f"{wait_id}: {len(outcomes)} distinct outcomes {sorted(outcomes)}")
+            continue
+        ((_, outcome, action, event_id),) = outcomes
+        if (outcome, action, event_id) != expected:
+            violations.append(f"{wait_id}: got {(outcome, action, event_id)}, expected {expected}")
+    return violations
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="the test-suite version")
+    parser.add_argument("--bootstrap", help="a running broker (default: embedded Tansu)")
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--kills", type=int)
+    parser.add_argument("--waits", type=int)
+    parser.add_argument("--interval", type=float, help="seconds between fault injections")
+    parser.add_argument("--guarantee", default="at_least_once")
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--tmp", type=Path, default=None)
+    args = parser.parse_args(argv)
+    workers = args.workers or (2 if args.short else 3)
+    kills = args.kills or (3 if args.short else 10)
+    waits = args.waits or (3_000 if args.short else 100_000)
+    interval = args.interval or (6.0 if args.short else 8.0)
+    rng = random.Random(args.seed)
+    tmp = args.tmp or Path(f"/tmp/waitline-chaos-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    broker = None
+    if args.bootstrap is None:
+        broker = EmbeddedBroker(log_path=tmp / "broker.log")
+    started = time.monotonic()
+    fleet: Fleet | None = None
+    try:
+        bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
+        prefix = f"chaos{uuid.uuid4().hex[:8]}."
+        topics = load_topics(REPO / "topics.yaml", prefix)
+        create_topics(AdminClient({"bootstrap.servers": bootstrap}), topics)
+        env = {
+            **os.environ,
+            "WAITLINE_BOOTSTRAP_SERVERS": bootstrap,
+            "WAITLINE_TOPIC_PREFIX": prefix,
+            "WAITLINE_TOPICS_FILE": str(REPO / "topics.yaml"),
+            "WAITLINE_GROUP_ID": f"{prefix}workers",
+            "WAITLINE_GUARANTEE": args.guarantee,
+        }
+        fleet = Fleet(env, tmp, rng)
+        for _ in range(workers):
+            fleet.start()
+        generator = Generator(bootstrap, topics, waits, interval * kills, args.seed)
+        producing = threading.Thread(target=generator.run)
+        producing.start()
+        faults = 0
+        while fleet.kills < kills:
+            time.sleep(interval * rng.uniform(0.5, 1.5))  # random moments, by design
+            faults += 1
+            if faults % 4 == 0 and len(fleet.live) > 1:
+                fleet.remove_one()
+            elif faults % 4 == 2 and len(fleet.live) < workers + 1:
+                fleet.start()
+            else:
+                fleet.kill_one()
+        producing.join()
+        while len(fleet.live) < workers:
+            fleet.start()
+        deadline = time.monotonic() + 180
+        resumes: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            resumes = read_resumes(bootstrap, topics.resumes.name, topics.resumes.partitions)
+            if {r.get("waitId") for r in resumes} >= set(generator.oracle.expected):
+                break
+        violations = check(generator.oracle, resumes)
+        violations += [f"producer: {e}" for e in generator.errors]
+        waits_ = len(generator.oracle.expected)
+        distinct = len({r.get("resumeId") for r in resumes})
+        verdict = "PASS" if not violations else "FAIL"
+        print(
+            f"chaos: {verdict} waits={waits_} records={generator.oracle.records} "
+            f"resumes={len(resumes)} repeats={len(resumes) - distinct} kills={fleet.kills} "
+            f"removals={fleet.removals} workers_started={fleet.started} "
+            f"guarantee={args.guarantee} seed={args.seed} "
+            f"elapsed={time.monotonic() - started:.0f}s"
+        )
+        print(
+            "scenarios: " + " ".join(f"{k}={v}" for k, v in sorted(generator.oracle.kinds.items()))
+        )
+        for line in violations[:20]:
+            print(f"violation: {line}")
+        if len(violations) > 20:
+            print(f"... and {len(violations) - 20} more")
+        return 0 if not violations else 1
+    finally:
+        if fleet is not None:
+            fleet.stop_all()
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    raise SystemExit(main())
