@@ -194,13 +194,14 @@ class Correlator:
 
         out: list[Emit] = []
         candidate: dict[str, Any] | None = None
+        alive_until = expires_at if ttl > 0 else ts + 1  # ttl 0: alive at its own instant only
         # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
         for wait_id in state.waits_on(pair):
             wait = state.get_wait(wait_id)
             if wait is None:
                 continue
-            if wait.lookback_ms and ts < wait.registered_at - wait.lookback_ms:
-                continue  # happened before the wait's window, though it arrived late
+            if not _fits(ts, alive_until, wait):
+                continue  # outside the wait's window, though processed while it is pending
             if wait.filter is not None:
                 if candidate is None:
                     candidate = event.model_dump(by_alias=True, mode="json")
@@ -238,19 +239,22 @@ class Correlator:
         self, state: PartitionState, record: InputRecord, reg: WaitRegistration, pair: bytes
     ) -> list[Emit]:
         now = record.timestamp
-        if reg.if_ is not None:
-            try:
-                self.filters.compile(reg.if_)
-            except FilterCompileError as exc:
-                return self._reject(record, reg, f"`if` expression does not compile: {exc}")
-        # §2.5: pending → no-op; resolved → hand the original resume back.
+        # §2.5: pending → no-op; resolved → hand the original resume back. Checked before the
+        # new body is judged, so a bad repeat of a known waitId never gives it a second outcome.
         if state.get_wait(reg.wait_id) is not None:
             self.counters.registrations_duplicate += 1
             return []
         tombstone = state.resolved(reg.wait_id)
         if tombstone is not None and tombstone[0] > now:
             self.counters.resumes_reemitted += 1
-            return [Emit(Target.RESUMES, reg.run_id.encode(), tombstone[1])]
+            original = tombstone[1]
+            # Keyed by the runId the resume names, as every resume is (§1).
+            return [Emit(Target.RESUMES, _run_id_of(original, reg.run_id), original)]
+        if reg.if_ is not None:
+            try:
+                self.filters.compile(reg.if_)
+            except FilterCompileError as exc:
+                return self._reject(record, reg, f"`if` expression does not compile: {exc}")
         self.counters.registrations += 1
         lookback = parse_duration(reg.lookback) if reg.lookback is not None else None
         wait = PendingWait(
@@ -267,7 +271,7 @@ class Correlator:
         )
         # §2.4: the oldest available event that fits the lookback window and the filter.
         for buffered in state.events_of(pair):
-            if buffered.expires_at <= now or not _in_lookback(buffered.timestamp, now, lookback):
+            if not _fits(buffered.timestamp, buffered.expires_at, wait):
                 continue
             body = state.event_body(buffered.seq)
             if body is None:
@@ -346,10 +350,26 @@ class Correlator:
         return [Emit(Target.DEAD_LETTERS, record.key, record.value, headers)]
 
 
-def _in_lookback(event_ts: int, registered_at: int, lookback_ms: int | None) -> bool:
-    if lookback_ms is None:
-        return True
-    return event_ts >= registered_at - lookback_ms
+def _fits(event_ts: int, expires_at: int, wait: PendingWait) -> bool:
+    """Whether an event can resolve a wait, by time alone, whatever order they were processed in.
+
+    The event must still be alive when the wait registers (§2.4: not expired by
+    ``registeredAt``), lie inside the wait's lookback window (none = anything buffered), and
+    have happened before the wait's deadline (§2.6: by then the outcome is ``timed_out``).
+    """
+    if expires_at <= wait.registered_at:
+        return False
+    if wait.lookback_ms is not None and event_ts < wait.registered_at - wait.lookback_ms:
+        return False
+    return event_ts < wait.deadline
+
+
+def _run_id_of(resume: bytes, fallback: str) -> bytes:
+    try:
+        run_id = json.loads(resume)["runId"]
+    except (ValueError, KeyError, TypeError):
+        return fallback.encode()
+    return str(run_id).encode()
 
 
 def _rejected_resume(wait_id: str, run_id: str, metadata: Any, now: int, reason: str) -> Emit:
@@ -371,7 +391,7 @@ def _salvage_ids(raw: bytes) -> tuple[str, str] | None:
     """waitId and runId of a registration that failed validation, if they can be read."""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(body, dict) or body.get("type", "register") != "register":
         return None

@@ -4,14 +4,17 @@ An expression sees two variables: ``async``, the candidate event as it is on the
 (``async.name``, ``async.data``, ``async.correlationKey``, ``async.timestamp``...), and ``event``,
 the registration's ``context`` (``{}`` when it has none). It must yield a bool.
 
-Cost is bounded by construction: CEL has no loops or recursion (its macros iterate over finite
-lists in the input), the source is at most ``MAX_SOURCE`` characters, and the inputs are bounded
-by the record size limit. An evaluation error (a missing field, a type mismatch, a non-bool
-result) counts as no match.
+Cost is bounded by construction: CEL has no loops or recursion, the source is at most
+``MAX_SOURCE`` characters, the inputs are bounded by the record size limit, and a comprehension
+macro (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) may not sit inside another one's
+arguments, so evaluation is linear in the event's size (nesting three of them over a
+1,000-element list would be 10^9 steps while the partition waits). An evaluation error (a
+missing field, a type mismatch, a non-bool result) counts as no match.
 """
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -20,6 +23,12 @@ import cel
 __all__ = ["MAX_SOURCE", "FilterCache", "FilterCompileError"]
 
 MAX_SOURCE = 4096
+_COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+# String literals (skipped), a `.name(` call, an opening or a closing bracket.
+_TOKEN = re.compile(
+    r"""(?P<str>'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")"""
+    r"|(?P<macro>\.\s*(?P<name>[A-Za-z_]\w*)\s*\()|(?P<open>[(\[{])|(?P<close>[)\]}])"
+)
 
 
 class FilterCompileError(ValueError):
@@ -42,6 +51,7 @@ class FilterCache:
             return program
         if len(source) > MAX_SOURCE:
             raise FilterCompileError(f"expression longer than {MAX_SOURCE} characters")
+        _refuse_nested_comprehensions(source)
         try:
             program = cel.compile(source)
         except (ValueError, RuntimeError) as exc:
@@ -63,3 +73,23 @@ class FilterCache:
             self.errors += 1
             return False
         return result
+
+
+def _refuse_nested_comprehensions(source: str) -> None:
+    """Raise FilterCompileError when a comprehension macro appears inside another's arguments."""
+    frames: list[bool] = []  # one per open bracket: does it hold a comprehension's arguments?
+    for token in _TOKEN.finditer(source):
+        if token["str"] is not None:
+            continue
+        if token["macro"] is not None:
+            comprehension = token["name"] in _COMPREHENSIONS
+            if comprehension and any(frames):
+                raise FilterCompileError(
+                    f"`{token['name']}` inside another comprehension: nested comprehensions "
+                    "are refused because their cost grows with the product of the list sizes"
+                )
+            frames.append(comprehension)
+        elif token["open"] is not None:
+            frames.append(False)
+        elif frames:
+            frames.pop()

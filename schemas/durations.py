@@ -7,13 +7,19 @@ the record is validated. Accepted forms:
   fractional (``"1.5s"``); a bare ``"0"`` means zero;
 - ISO-8601 durations without years or months (those have no fixed length): ``"PT30S"``,
   ``"P3D"``, ``"P1DT12H"``, ``"PT0.5S"``.
+
+A duration longer than ``MAX_DURATION_MS`` (100 years) is refused: no wait or event needs it,
+and deadlines and expiry times must stay well inside the 8-byte integers of the state keys.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
-__all__ = ["DurationError", "format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION_MS", "DurationError", "format_duration", "parse_duration"]
+
+MAX_DURATION_MS = 100 * 365 * 86_400_000
 
 _UNIT_MS = {
     "ms": 1,
@@ -50,7 +56,7 @@ def parse_duration(text: str) -> int:
             value = match.group(unit)
             if value is not None:
                 total += float(value) * _UNIT_MS[factor]
-        return int(total)
+        return _bounded(total, text)
     pos = 0
     total_ms = 0.0
     for match in _COMPACT.finditer(raw):
@@ -63,6 +69,12 @@ def parse_duration(text: str) -> int:
             f"bad duration {text!r}: use e.g. '500ms', '30s', '15m', '24h', '3d', '1h30m' "
             "or ISO-8601 'PT30S'"
         )
+    return _bounded(total_ms, text)
+
+
+def _bounded(total_ms: float, text: str) -> int:
+    if not math.isfinite(total_ms) or total_ms > MAX_DURATION_MS:
+        raise DurationError(f"duration {text[:40]!r} is longer than the limit of 100 years")
     return int(total_ms)
 
 

@@ -1,7 +1,8 @@
 """Export the wire models' JSON Schema files into ``schemas/``.
 
-Run ``python -m schemas.export`` after changing a model; ``tests/unit/test_schema_files.py``
-fails while the files in the repository differ from what the models produce.
+Run ``python -m schemas.export`` after changing a model;
+``tests/unit/test_schemas/test_schema_files.py`` fails while the files in the repository differ
+from what the models produce.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ processor itself when a deadline passes).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
@@ -59,7 +60,9 @@ Duration = Annotated[
     Field(examples=["500ms", "30s", "24h", "3d", "PT30S"], max_length=64),
     AfterValidator(_check_duration),
 ]
-EpochMillis = Annotated[int, Field(ge=0, description="epoch milliseconds, UTC")]
+# Up to the end of year 9999: a deadline or expiry computed from it still fits the 8-byte keys.
+MAX_EPOCH_MS = 253_402_300_799_999
+EpochMillis = Annotated[int, Field(ge=0, le=MAX_EPOCH_MS, description="epoch milliseconds, UTC")]
 
 
 class _Wire(BaseModel):
@@ -173,9 +176,10 @@ def parse_wait_command(raw: bytes | dict[str, Any]) -> WaitRegistration | Cancel
 
 
 def _loads_object(raw: bytes) -> dict[str, Any]:
-    import json
-
-    value = json.loads(raw)
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ValueError("a wait command must be a JSON object")
     return value

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -84,24 +85,32 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    from schemas.models import Event
+
     data = _json_object(args.data, "--data") if args.data else {}
     if args.ttl is not None:
         _duration(args.ttl, "--ttl")
-    client = _client(args)
-    event = client.send_event(
-        args.name,
-        args.correlation_key,
-        data,
-        event_id=args.event_id,
+    # Built (and so validated) before connecting: a bad name is the user's mistake, not the
+    # broker's, whether or not the broker is up.
+    event = Event(
+        event_id=args.event_id or str(uuid.uuid4()),
+        name=args.name,
+        correlation_key=args.correlation_key,
+        data=data,
         idempotency_key=args.idempotency_key,
         ttl=args.ttl,
+        timestamp=int(time.time() * 1000),
     )
+    client = _client(args)
+    client.send(event)
     client.flush()
     print(event.to_json().decode())
     return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
+    from schemas.models import WaitRegistration
+
     _duration(args.timeout, "--timeout")
     if args.lookback is not None:
         _duration(args.lookback, "--lookback")
@@ -116,7 +125,6 @@ def cmd_wait(args: argparse.Namespace) -> int:
             raise UsageError(f"--if does not compile: {exc}") from None
     run_id = args.run_id or f"cli-{uuid.uuid4().hex[:12]}"
     wait_id = args.wait_id or f"{run_id}/{args.name}"
-    client = _client(args)
     common: dict[str, Any] = {
         "run_id": run_id,
         "name": args.name,
@@ -128,6 +136,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
         "lookback": args.lookback,
         "metadata": metadata,
     }
+    WaitRegistration(wait_id=wait_id, **common)  # validated before connecting, as for send
+    client = _client(args)
     if args.no_follow:
         registration = client.register_wait(wait_id, **common)
         client.flush()
@@ -143,6 +153,11 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from schemas.models import CancelWait
+
+    CancelWait(
+        type="cancel", wait_id=args.wait_id, name=args.name, correlation_key=args.correlation_key
+    )
     client = _client(args)
     cancel = client.cancel_wait(args.wait_id, name=args.name, correlation_key=args.correlation_key)
     client.flush()

@@ -1,4 +1,7 @@
-"""Unit fixtures: the state layers and a core to drive."""
+"""Unit fixtures: the KV layers, the state over each of them, and a core to drive.
+
+No broker and no network: everything here runs in-process (RocksDB under ``tmp_path``).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,36 @@ from pathlib import Path
 
 import pytest
 from coreharness import Core
+from rocksdict import Options, Rdict
 
 from processors.correlation import CoreSettings
-from processors.kv import MemoryKV, Overlay
+from processors.kv import KV, MemoryKV, Overlay
 from processors.state import PartitionState
-from processors.store import PartitionStore
+from processors.store import PartitionStore, RocksKV
+
+LAYERS = ["memory", "overlay", "rocksdb"]
 
 
-@pytest.fixture(params=["memory", "overlay", "rocksdb"])
+@pytest.fixture(params=LAYERS)
+def kv(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KV]:
+    """The same KV contract against the in-memory twin, the write buffer and raw RocksDB."""
+    if request.param == "memory":
+        yield MemoryKV()
+    elif request.param == "overlay":
+        base = MemoryKV()
+        base.put(b"\x00unrelated", b"base")  # the overlay must merge with a non-empty base
+        yield Overlay(base)
+    else:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        db = Rdict(str(tmp_path / "kv"), options)
+        yield RocksKV(db)
+        db.close()
+
+
+@pytest.fixture(params=LAYERS)
 def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PartitionState]:
-    """The same state tests against every layer: memory, overlay, RocksDB."""
+    """The same state tests against every layer: memory, overlay, RocksDB (store + overlay)."""
     if request.param == "memory":
         yield PartitionState(MemoryKV())
     elif request.param == "overlay":

@@ -1,0 +1,119 @@
+"""The KV contract (ordered byte map with range scans), and the Overlay write buffer."""
+
+from __future__ import annotations
+
+from processors.kv import KV, MemoryKV, Overlay
+
+
+def _user_keys(kv: KV) -> list[tuple[bytes, bytes]]:
+    return list(kv.scan(b"a", b"\xff"))
+
+
+def test_get_put_delete(kv: KV) -> None:
+    assert kv.get(b"k") is None
+    kv.put(b"k", b"v1")
+    assert kv.get(b"k") == b"v1"
+    kv.put(b"k", b"v2")
+    assert kv.get(b"k") == b"v2"
+    kv.delete(b"k")
+    assert kv.get(b"k") is None
+    kv.delete(b"never-there")  # deleting a missing key is not an error
+
+
+def test_scan_is_ordered_and_half_open(kv: KV) -> None:
+    for key in (b"b", b"d", b"a", b"c", b"e"):
+        kv.put(key, key.upper())
+    assert list(kv.scan(b"b", b"d")) == [(b"b", b"B"), (b"c", b"C")]  # stop is exclusive
+    assert [k for k, _ in kv.scan(b"a", b"\xff")] == [b"a", b"b", b"c", b"d", b"e"]
+    assert list(kv.scan(b"x", b"z")) == []
+
+
+def test_scan_orders_bytes_unsigned(kv: KV) -> None:
+    for key in (b"t\x01\x00", b"t\x00\xff", b"t\xff", b"t\x80"):
+        kv.put(key, b"")
+    assert [k for k, _ in kv.scan(b"t", b"u")] == [b"t\x00\xff", b"t\x01\x00", b"t\x80", b"t\xff"]
+
+
+def test_scan_by_prefix_stops_at_the_next_prefix(kv: KV) -> None:
+    kv.put(b"w1", b"")
+    kv.put(b"w\xff\xff", b"")
+    kv.put(b"x0", b"")
+    assert [k for k, _ in kv.scan(b"w", b"x")] == [b"w1", b"w\xff\xff"]
+
+
+def test_deleted_keys_leave_scans(kv: KV) -> None:
+    for key in (b"a", b"b", b"c"):
+        kv.put(key, b"1")
+    kv.delete(b"b")
+    assert _user_keys(kv) == [(b"a", b"1"), (b"c", b"1")]
+
+
+def test_memory_kv_len() -> None:
+    kv = MemoryKV()
+    kv.put(b"a", b"1")
+    kv.put(b"a", b"2")
+    kv.put(b"b", b"1")
+    kv.delete(b"a")
+    assert len(kv) == 1
+
+
+def _base() -> MemoryKV:
+    base = MemoryKV()
+    for key in (b"a", b"c", b"e", b"g"):
+        base.put(key, key.upper())
+    return base
+
+
+def test_overlay_reads_its_own_writes() -> None:
+    base = _base()
+    overlay = Overlay(base)
+    overlay.put(b"c", b"changed")
+    overlay.put(b"new", b"N")
+    overlay.delete(b"e")
+    assert overlay.get(b"c") == b"changed"
+    assert overlay.get(b"new") == b"N"
+    assert overlay.get(b"e") is None
+    assert overlay.get(b"a") == b"A"  # untouched keys come from the base
+
+
+def test_overlay_leaves_the_base_alone() -> None:
+    base = _base()
+    overlay = Overlay(base)
+    overlay.put(b"b", b"new")
+    overlay.delete(b"a")
+    assert base.get(b"b") is None and base.get(b"a") == b"A"
+    assert overlay.changes == {b"b": b"new", b"a": None}
+
+
+def test_overlay_scan_merges_in_key_order() -> None:
+    overlay = Overlay(_base())
+    overlay.put(b"b", b"new")  # between base keys
+    overlay.put(b"c", b"changed")  # shadows a base key
+    overlay.delete(b"e")  # hides a base key
+    overlay.put(b"z", b"last")  # after every base key
+    overlay.delete(b"nope")  # deleting what never existed
+    assert list(overlay.scan(b"a", b"\xff")) == [
+        (b"a", b"A"),
+        (b"b", b"new"),
+        (b"c", b"changed"),
+        (b"g", b"G"),
+        (b"z", b"last"),
+    ]
+    assert list(overlay.scan(b"b", b"g")) == [(b"b", b"new"), (b"c", b"changed")]
+
+
+def test_overlay_delete_then_put_again() -> None:
+    overlay = Overlay(_base())
+    overlay.delete(b"a")
+    overlay.put(b"a", b"back")
+    assert overlay.get(b"a") == b"back"
+    assert list(overlay.scan(b"a", b"b")) == [(b"a", b"back")]
+
+
+def test_overlay_clear_discards_buffered_writes() -> None:
+    overlay = Overlay(_base())
+    overlay.put(b"c", b"changed")
+    overlay.delete(b"e")
+    overlay.clear()
+    assert overlay.get(b"c") == b"C" and overlay.get(b"e") == b"E"
+    assert overlay.changes == {}

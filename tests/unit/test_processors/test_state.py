@@ -1,0 +1,228 @@
+"""The keyspaces of processors/state.py, against memory, overlay and RocksDB alike."""
+
+from __future__ import annotations
+
+from processors.state import BufferedEvent, PartitionState, PendingWait
+
+
+def _wait(wait_id: str, pair: bytes = b"n|k", deadline: int = 1000, **kw: object) -> PendingWait:
+    fields: dict[str, object] = {
+        "run_id": f"run-{wait_id}",
+        "registered_at": 0,
+        "on_timeout": "fail",
+        "lookback_ms": None,
+        "filter": None,
+        "context": None,
+        "metadata": {"m": 1},
+    }
+    fields.update(kw)
+    return PendingWait(wait_id=wait_id, pair=pair, deadline=deadline, **fields)  # type: ignore[arg-type]
+
+
+# -- pending waits ---------------------------------------------------------------------------
+
+
+def test_wait_round_trips_every_field(state: PartitionState) -> None:
+    wait = _wait(
+        "run-1/verify",
+        pair=b"email.verified|user|42",
+        deadline=9_000,
+        registered_at=10,
+        on_timeout="continue",
+        lookback_ms=0,
+        filter="async.data.ok",
+        context={"data": {"u": "ü"}},
+        metadata=[1, None, "x"],
+    )
+    state.add_wait(wait)
+    assert state.get_wait("run-1/verify") == wait
+    assert state.get_wait("run-1/other") is None
+
+
+def test_waits_keep_registration_order(state: PartitionState) -> None:
+    for wait_id in ("c", "a", "b"):
+        state.add_wait(_wait(wait_id))
+    assert state.waits_on(b"n|k") == ["c", "a", "b"]
+    state.remove_wait(_wait("a"))
+    assert state.waits_on(b"n|k") == ["c", "b"]
+    state.add_wait(_wait("a"))  # registered again: now the last
+    assert state.waits_on(b"n|k") == ["c", "b", "a"]
+    assert state.get_wait("a") == _wait("a")
+
+
+def test_waits_on_other_pairs_are_separate(state: PartitionState) -> None:
+    state.add_wait(_wait("x", pair=b"n|k"))
+    state.add_wait(_wait("y", pair=b"n|k2"))
+    state.add_wait(_wait("z", pair=b"n2|k"))
+    assert state.waits_on(b"n|k") == ["x"]
+    assert state.waits_on(b"n|k2") == ["y"]
+    assert state.waits_on(b"n|") == []
+
+
+def test_removing_the_last_wait_empties_the_index(state: PartitionState) -> None:
+    state.add_wait(_wait("a"))
+    state.remove_wait(_wait("a"))
+    assert state.waits_on(b"n|k") == []
+    assert state.get_wait("a") is None
+    assert list(state.iter_waits()) == []
+    assert state.due_timers(10**9, 10) == []
+
+
+def test_iter_waits(state: PartitionState) -> None:
+    for wait_id in ("b", "a"):
+        state.add_wait(_wait(wait_id))
+    assert sorted(w.wait_id for w in state.iter_waits()) == ["a", "b"]
+
+
+# -- timers ----------------------------------------------------------------------------------
+
+
+def test_timers_are_deadline_ordered_across_byte_boundaries(state: PartitionState) -> None:
+    deadlines = {"x": 256, "y": 255, "z": 65_536, "w": 1, "v": 2**32, "u": 65_535}
+    for wait_id, deadline in deadlines.items():
+        state.add_wait(_wait(wait_id, deadline=deadline))
+    order = [t.wait_id for t in state.due_timers(2**40, 100)]
+    assert order == ["w", "y", "x", "u", "z", "v"]
+    assert [t.deadline for t in state.due_timers(2**40, 100)] == sorted(deadlines.values())
+
+
+def test_due_timers_respect_now_and_limit(state: PartitionState) -> None:
+    for wait_id, deadline in (("a", 255), ("b", 256), ("c", 257)):
+        state.add_wait(_wait(wait_id, deadline=deadline))
+    assert state.due_timers(254, 10) == []  # nothing before its deadline
+    assert [t.wait_id for t in state.due_timers(255, 10)] == ["a"]  # due at the deadline
+    assert [t.wait_id for t in state.due_timers(256, 10)] == ["a", "b"]
+    assert [t.wait_id for t in state.due_timers(10**6, 2)] == ["a", "b"]
+    (timer,) = state.due_timers(255, 10)
+    assert (timer.deadline, timer.wait_id, timer.pair) == (255, "a", b"n|k")
+
+
+def test_same_deadline_orders_by_wait_id(state: PartitionState) -> None:
+    for wait_id in ("b", "c", "a"):
+        state.add_wait(_wait(wait_id, deadline=500))
+    assert [t.wait_id for t in state.due_timers(500, 10)] == ["a", "b", "c"]
+
+
+def test_next_deadline(state: PartitionState) -> None:
+    assert state.next_deadline() is None
+    state.add_wait(_wait("late", deadline=256))
+    state.add_wait(_wait("early", deadline=255))
+    assert state.next_deadline() == 255
+    state.remove_wait(_wait("early", deadline=255))
+    assert state.next_deadline() == 256
+
+
+# -- buffered events -------------------------------------------------------------------------
+
+
+def test_buffered_events_are_ordered_by_timestamp(state: PartitionState) -> None:
+    state.buffer_event(b"n|k", BufferedEvent(300, 1000, 1), b"third")
+    state.buffer_event(b"n|k", BufferedEvent(100, 1000, 2), b"first")
+    state.buffer_event(b"n|k", BufferedEvent(200, 1000, 3), b"second")
+    state.buffer_event(b"n|k", BufferedEvent(100, 1000, 4), b"first-too")  # tie: by arrival
+    assert [e.seq for e in state.events_of(b"n|k")] == [2, 4, 3, 1]
+    assert state.event_body(3) == b"second"
+
+
+def test_buffering_the_same_record_twice_keeps_one(state: PartitionState) -> None:
+    state.buffer_event(b"n|k", BufferedEvent(10, 100, 7), b"one")
+    state.buffer_event(b"n|k", BufferedEvent(10, 100, 7), b"one")  # a replay of offset 7
+    assert state.events_of(b"n|k") == [BufferedEvent(10, 100, 7)]
+
+
+def test_drop_event(state: PartitionState) -> None:
+    state.buffer_event(b"n|k", BufferedEvent(10, 100, 1), b"one")
+    state.buffer_event(b"n|k", BufferedEvent(20, 100, 2), b"two")
+    state.drop_event(b"n|k", 1)
+    assert [e.seq for e in state.events_of(b"n|k")] == [2]
+    assert state.event_body(1) is None
+    state.drop_event(b"n|k", 2)
+    assert state.events_of(b"n|k") == []
+    assert list(state.iter_buffered()) == []
+
+
+def test_iter_buffered_walks_every_pair(state: PartitionState) -> None:
+    state.buffer_event(b"b|k", BufferedEvent(10, 100, 1), b"x")
+    state.buffer_event(b"a|k", BufferedEvent(20, 100, 2), b"y")
+    assert [(pair, e.seq) for pair, e in state.iter_buffered()] == [(b"a|k", 2), (b"b|k", 1)]
+
+
+# -- dedup and tombstones --------------------------------------------------------------------
+
+
+def test_dedup_entries(state: PartitionState) -> None:
+    assert state.dedup_expiry("n", "i") is None
+    state.remember_dedup("n", "i", 500)
+    assert state.dedup_expiry("n", "i") == 500
+    assert state.dedup_expiry("other", "i") is None  # per name
+    assert state.dedup_expiry("n", "j") is None
+
+
+def test_tombstones(state: PartitionState) -> None:
+    assert state.resolved("w") is None
+    state.mark_resolved("w", 700, b'{"resume": 1}')
+    assert state.resolved("w") == (700, b'{"resume": 1}')
+
+
+# -- purge -----------------------------------------------------------------------------------
+
+
+def test_purge_removes_only_what_expired(state: PartitionState) -> None:
+    state.buffer_event(b"n|k", BufferedEvent(0, 100, 1), b"e1")
+    state.buffer_event(b"n|k", BufferedEvent(0, 300, 2), b"e2")
+    state.remember_dedup("n", "i", 100)
+    state.remember_dedup("n", "later", 300)
+    state.mark_resolved("w", 100, b"r")
+    state.mark_resolved("v", 300, b"r")
+    state.add_wait(_wait("pending", deadline=50))  # waits are never purged: they time out
+    assert state.purge_expired(99, 100) == 0
+    assert state.purge_expired(100, 100) == 3
+    assert [e.seq for e in state.events_of(b"n|k")] == [2]
+    assert state.event_body(1) is None and state.event_body(2) == b"e2"
+    assert state.dedup_expiry("n", "i") is None and state.dedup_expiry("n", "later") == 300
+    assert state.resolved("w") is None and state.resolved("v") == (300, b"r")
+    assert state.get_wait("pending") is not None
+    assert state.purge_expired(300, 100) == 3
+    assert state.events_of(b"n|k") == []
+    assert state.purge_expired(10**9, 100) == 0  # the purge index is empty too
+
+
+def test_purge_keeps_a_refreshed_dedup_entry(state: PartitionState) -> None:
+    state.remember_dedup("n", "i", 100)
+    state.remember_dedup("n", "i", 900)  # seen again after the first expiry was indexed
+    state.purge_expired(100, 100)
+    assert state.dedup_expiry("n", "i") == 900
+    state.purge_expired(900, 100)
+    assert state.dedup_expiry("n", "i") is None
+
+
+def test_purge_keeps_a_refreshed_tombstone(state: PartitionState) -> None:
+    state.mark_resolved("w", 100, b"old")
+    state.mark_resolved("w", 900, b"new")  # the waitId was registered and resolved again
+    state.purge_expired(100, 100)
+    assert state.resolved("w") == (900, b"new")
+
+
+def test_purge_respects_its_limit(state: PartitionState) -> None:
+    for seq in range(5):
+        state.buffer_event(b"n|k", BufferedEvent(0, 10, seq), b"e")
+    assert state.purge_expired(10, 2) == 2
+    assert len(state.events_of(b"n|k")) == 3
+    assert state.purge_expired(10, 10) == 3
+    assert state.events_of(b"n|k") == []
+
+
+def test_purge_walks_expiries_oldest_first(state: PartitionState) -> None:
+    state.buffer_event(b"n|k", BufferedEvent(0, 256, 1), b"later")
+    state.buffer_event(b"n|k", BufferedEvent(0, 255, 2), b"sooner")
+    assert state.purge_expired(1000, 1) == 1
+    assert [e.seq for e in state.events_of(b"n|k")] == [1]
+
+
+# -- metadata --------------------------------------------------------------------------------
+
+
+def test_metadata(state: PartitionState) -> None:
+    assert state.get_meta("offsets") is None
+    state.put_meta("offsets", b'{"events": 3}')
+    assert state.get_meta("offsets") == b'{"events": 3}'

@@ -1,0 +1,188 @@
+"""PartitionStore: RocksDB state and input offsets in one atomic write; rollback; lifecycle."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from processors.state import BufferedEvent, PendingWait
+from processors.store import OFFSETS, PartitionStore, StoreState, open_snapshot
+
+
+def _wait(wait_id: str, deadline: int = 1000) -> PendingWait:
+    return PendingWait(wait_id, f"run-{wait_id}", b"n|k", 0, deadline, "fail", None, None, None, 1)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "p0"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[PartitionStore]:
+    store = PartitionStore(path, 0)
+    store.open()
+    yield store
+    store.close()
+
+
+def _reopen(store: PartitionStore) -> PartitionStore:
+    store.close()
+    again = PartitionStore(store.path, store.partition)
+    again.open()
+    return again
+
+
+def test_nothing_reaches_disk_before_commit(store: PartitionStore) -> None:
+    store.state.add_wait(_wait("w1"))
+    assert store.dirty
+    snapshot, db = open_snapshot(store.path)
+    try:
+        assert snapshot.get_wait("w1") is None  # buffered in the overlay only
+        assert db.get(OFFSETS) is None
+    finally:
+        db.close()
+    assert store.state.get_wait("w1") == _wait("w1")  # but the core reads its own writes
+
+
+def test_commit_writes_state_and_offsets_together(store: PartitionStore) -> None:
+    store.state.add_wait(_wait("w1"))
+    store.state.buffer_event(b"n|k", BufferedEvent(5, 500, 3), b"body")
+    store.commit({"events": 4, "wait-commands": 2})
+    assert not store.dirty
+    snapshot, db = open_snapshot(store.path)
+    try:
+        assert snapshot.get_wait("w1") == _wait("w1")
+        assert snapshot.event_body(3) == b"body"
+        assert json.loads(db.get(OFFSETS) or b"") == {"events": 4, "wait-commands": 2}
+    finally:
+        db.close()
+
+
+def test_commit_survives_close_and_reopen(store: PartitionStore) -> None:
+    store.state.add_wait(_wait("w1", deadline=256))
+    store.state.add_wait(_wait("w2", deadline=255))
+    store.state.remember_dedup("n", "i", 900)
+    store.commit({"events": 10, "wait-commands": 4})
+    reopened = _reopen(store)
+    try:
+        assert reopened.offsets == {"events": 10, "wait-commands": 4}
+        assert reopened.state.waits_on(b"n|k") == ["w1", "w2"]
+        assert [t.wait_id for t in reopened.state.due_timers(10**6, 10)] == ["w2", "w1"]
+        assert reopened.state.dedup_expiry("n", "i") == 900
+    finally:
+        reopened.close()
+
+
+def test_rollback_discards_uncommitted_work(store: PartitionStore) -> None:
+    store.state.add_wait(_wait("w1"))
+    store.commit({"events": 1})
+    store.state.add_wait(_wait("w2"))
+    store.state.remove_wait(_wait("w1"))
+    store.rollback()
+    assert store.state.get_wait("w2") is None
+    assert store.state.get_wait("w1") == _wait("w1")
+    assert store.offsets == {"events": 1}
+
+
+def test_close_discards_uncommitted_work(store: PartitionStore) -> None:
+    store.state.add_wait(_wait("w1"))
+    store.commit({"events": 1})
+    store.state.add_wait(_wait("w2"))  # never committed: a crash here loses it, with its offset
+    reopened = _reopen(store)
+    try:
+        assert reopened.state.get_wait("w2") is None
+        assert reopened.offsets == {"events": 1}
+    finally:
+        reopened.close()
+
+
+def test_offsets_merge_per_input(store: PartitionStore) -> None:
+    store.commit({"events": 10, "wait-commands": 4})
+    store.commit({"events": 11})
+    assert store.offsets == {"events": 11, "wait-commands": 4}
+    reopened = _reopen(store)
+    try:
+        assert reopened.offsets == {"events": 11, "wait-commands": 4}
+    finally:
+        reopened.close()
+
+
+def test_deletes_are_committed_too(store: PartitionStore) -> None:
+    store.state.add_wait(_wait("w1"))
+    store.commit({"events": 1})
+    store.state.remove_wait(_wait("w1"))
+    store.commit({"events": 2})
+    reopened = _reopen(store)
+    try:
+        assert reopened.state.get_wait("w1") is None
+        assert reopened.state.waits_on(b"n|k") == []
+        assert reopened.state.next_deadline() is None
+    finally:
+        reopened.close()
+
+
+def test_changelog_records_are_the_changes_then_the_offsets(store: PartitionStore) -> None:
+    store.commit({"events": 1})
+    store.state.put_meta("x", b"1")
+    records = store.changelog_records({"wait-commands": 5})
+    assert records[:-1] == [(b"mx", b"1")]
+    assert records[-1] == (OFFSETS, b'{"events": 1, "wait-commands": 5}')
+
+
+def test_apply_restored_writes_a_batch_and_its_position(store: PartitionStore) -> None:
+    store.apply_restored([(b"mx", b"1"), (OFFSETS, b'{"events": 7}')], changelog_position=42)
+    assert store.offsets == {"events": 7}
+    assert store.changelog_position == 42
+    assert store.state.get_meta("x") == b"1"
+    reopened = _reopen(store)
+    try:
+        assert reopened.changelog_position == 42 and reopened.offsets == {"events": 7}
+    finally:
+        reopened.close()
+
+
+def test_a_closed_store_hands_out_nothing(path: Path) -> None:
+    store = PartitionStore(path, 3)
+    assert store.status is StoreState.CLOSED
+    assert not path.exists()  # no I/O in the constructor
+    with pytest.raises(RuntimeError, match="partition 3 is closed"):
+        _ = store.state
+    with pytest.raises(RuntimeError, match="closed"):
+        store.commit({"events": 1})
+
+
+def test_open_twice_is_refused(store: PartitionStore) -> None:
+    with pytest.raises(RuntimeError, match="is open, expected closed"):
+        store.open()
+
+
+def test_close_is_idempotent(path: Path) -> None:
+    store = PartitionStore(path, 0)
+    store.open()
+    store.close()
+    store.close()
+    assert store.status is StoreState.CLOSED
+
+
+def test_destroy_removes_the_files(path: Path) -> None:
+    store = PartitionStore(path, 0)
+    store.open()
+    store.state.add_wait(_wait("w1"))
+    store.commit({"events": 1})
+    store.destroy()
+    assert not path.exists()
+    fresh = PartitionStore(path, 0)
+    fresh.open()
+    try:
+        assert fresh.offsets == {} and fresh.state.get_wait("w1") is None
+    finally:
+        fresh.close()
+
+
+def test_open_snapshot_needs_a_store(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no RocksDB store"):
+        open_snapshot(tmp_path / "nothing")

@@ -1,0 +1,82 @@
+"""Settings: environment, precedence, secrets kept out of reprs, librdkafka pass-through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from waitline.config import Settings, default_topics_file
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.guarantee == "at_least_once"
+    assert (settings.ms("event_ttl"), settings.ms("dedup_window")) == (86_400_000, 86_400_000)
+    assert settings.ms("tombstone_retention") == 7 * 86_400_000
+
+
+def test_settings_pass_secrets_to_librdkafka_only() -> None:
+    settings = Settings(
+        bootstrap_servers="b:9092",
+        kafka={"security.protocol": "SASL_SSL"},
+        sasl_password="hunter2",  # type: ignore[arg-type]
+        ssl_key_password="s3cret",  # type: ignore[arg-type]
+    )
+    assert settings.as_librdkafka_dict() == {
+        "bootstrap.servers": "b:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.password": "hunter2",
+        "ssl.key.password": "s3cret",
+    }
+    for text in (repr(settings), str(settings), str(settings.model_dump())):
+        assert "hunter2" not in text and "s3cret" not in text
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAITLINE_BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    monkeypatch.setenv("WAITLINE_KAFKA", '{"client.id": "x"}')
+    monkeypatch.setenv("WAITLINE_EVENT_TTL", "3d")
+    monkeypatch.setenv("WAITLINE_TOPIC_PREFIX", "staging.")
+    settings = Settings()
+    assert settings.bootstrap_servers == "k1:9092,k2:9092"
+    assert settings.kafka == {"client.id": "x"}
+    assert settings.ms("event_ttl") == 3 * 86_400_000
+    assert settings.topic_prefix == "staging."
+
+
+def test_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAITLINE_BOOTSTRAP_SERVERS", "env:9092")
+    assert Settings(bootstrap_servers="flag:9092").bootstrap_servers == "flag:9092"
+
+
+@pytest.mark.parametrize(
+    "field", ["WAITLINE_EVENT_TTL", "WAITLINE_DEDUP_WINDOW", "WAITLINE_TOMBSTONE_RETENTION"]
+)
+def test_bad_durations_are_refused(monkeypatch: pytest.MonkeyPatch, field: str) -> None:
+    monkeypatch.setenv(field, "forever")
+    with pytest.raises(ValidationError, match="bad duration"):
+        Settings()
+
+
+def test_bad_guarantee_is_refused() -> None:
+    with pytest.raises(ValidationError, match="guarantee"):
+        Settings(guarantee="maybe_once")  # type: ignore[arg-type]
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.bootstrap_servers = "elsewhere:9092"  # type: ignore[misc]
+
+
+def test_default_topics_file_prefers_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shipped = default_topics_file()
+    assert shipped.is_absolute() and shipped.name == "topics.yaml" and shipped.exists()
+    (tmp_path / "topics.yaml").write_text("topics: {}\n")
+    assert default_topics_file() == Path("topics.yaml")
