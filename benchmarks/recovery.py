@@ -5,7 +5,7 @@
 
     python benchmarks/recovery.py [--waits 1000000] [--bootstrap HOST:PORT]
 
-Prints the seconds from process start to partitions assigned (group join included) and the
+Prints the seconds from process start to ready (group join and restore included) and the
 changelog records restored per second, and writes benchmarks/results/recovery.json.
 """
 
@@ -31,7 +31,7 @@ from waitline.broker import EmbeddedBroker
 from waitline.topics import create_topics, load_topics
 
 REPO = Path(__file__).resolve().parent.parent
-RESTORE = re.compile(r"restore of (\d+) partitions: (\d+) changelog records in ([\d.]+)s")
+READY = re.compile(r"ready: partitions .*? after a restore of ([\d.]+)s \((\d+) changelog records")
 
 
 def _start(env: dict[str, str], state: Path, log: Path) -> tuple[subprocess.Popen[bytes], float]:
@@ -135,10 +135,9 @@ def main() -> int:
         for case, state_dir in (("intact_local_state", state), ("fresh_state_dir", tmp / "b")):
             log = tmp / f"{case}.log"
             worker, started = _start(env, state_dir, log)
-            assigned = _wait_for_line(log, "assigned partitions", 900)
-            text = log.read_text()
-            match = RESTORE.search(text)
-            records, seconds = (int(match[2]), float(match[3])) if match else (0, 0.0)
+            assigned = _wait_for_line(log, "ready: partitions", 900)
+            match = READY.search(log.read_text())
+            seconds, records = (float(match[1]), int(match[2])) if match else (0.0, 0)
             results[case] = {
                 "seconds_to_assigned": round(assigned - started, 2),
                 "changelog_records_restored": records,

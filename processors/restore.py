@@ -57,6 +57,7 @@ class Restorer:
         self.idle_timeout = idle_timeout
         self._client = client
         self._consumer: Consumer | None = None
+        self._runs: dict[int, _Run] = {}
 
     def _get_consumer(self) -> Consumer:
         if self._consumer is None:
@@ -75,60 +76,75 @@ class Restorer:
             )
         return self._consumer
 
+    def begin(
+        self, stores: list[PartitionStore], committed: dict[int, dict[str, int]] | None
+    ) -> None:
+        """Start restoring ``stores``; ``step`` does the reading."""
+        for store in stores:
+            limits = committed.get(store.partition, {}) if committed is not None else None
+            self._runs[store.partition] = _Run(store, limits)
+        self._reassign()
+
+    def cancel(self, partitions: list[int]) -> None:
+        """Stop restoring these partitions (revoked before their restore finished)."""
+        if any(self._runs.pop(p, None) is not None for p in partitions):
+            self._reassign()
+
+    @property
+    def restoring(self) -> list[int]:
+        return sorted(self._runs)
+
+    def step(self, budget: float) -> list[RestoreStats]:
+        """Read for up to ``budget`` seconds; return the partitions that reached their end."""
+        if not self._runs:
+            return []
+        consumer = self._get_consumer()
+        finished: list[RestoreStats] = []
+        deadline = time.monotonic() + budget
+        while self._runs and time.monotonic() < deadline:
+            messages = consumer.consume(10_000, min(0.2, budget))
+            now = time.monotonic()
+            for msg in messages:
+                run = self._runs.get(msg.partition() or 0)
+                if run is None:
+                    continue
+                run.last_progress = now
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        finished.append(run.finish())
+                        del self._runs[run.store.partition]
+                        continue
+                    raise RestoreError(f"reading {self.topic}: {error.str()}")
+                run.add(msg.key(), msg.value(), msg.offset() or 0)
+            stuck = [r for r in self._runs.values() if now - r.last_progress > self.idle_timeout]
+            if stuck:
+                raise RestoreError(
+                    f"no end of {self.topic} partition {stuck[0].store.partition} "
+                    f"after {self.idle_timeout:g}s"
+                )
+        if finished:
+            self._reassign()
+        return finished
+
     def restore(
         self, stores: list[PartitionStore], committed: dict[int, dict[str, int]] | None
     ) -> list[RestoreStats]:
-        """Restore every store in ``stores`` (read in parallel), each to its partition's end."""
-        if not stores:
-            return []
+        """Restore ``stores`` to their partitions' ends, blocking (tools and tests)."""
+        self.begin(stores, committed)
+        done: list[RestoreStats] = []
+        while self._runs:
+            done.extend(self.step(1.0))
+        return done
+
+    def _reassign(self) -> None:
         consumer = self._get_consumer()
-        started = time.monotonic()
-        runs = {store.partition: _Run(store) for store in stores}
-        consumer.assign(
-            [TopicPartition(self.topic, s.partition, s.changelog_position) for s in stores]
-        )
-        open_partitions = set(runs)
-        last_progress = time.monotonic()
-        try:
-            while open_partitions:
-                messages = consumer.consume(10_000, 0.5)
-                if not messages and time.monotonic() - last_progress > self.idle_timeout:
-                    raise RestoreError(
-                        f"no end of {self.topic} partitions {sorted(open_partitions)} "
-                        f"after {self.idle_timeout:g}s"
-                    )
-                for msg in messages:
-                    last_progress = time.monotonic()
-                    run = runs[msg.partition() or 0]
-                    error = msg.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            run.finish()
-                            open_partitions.discard(run.store.partition)
-                            continue
-                        raise RestoreError(f"reading {self.topic}: {error.str()}")
-                    limits = (
-                        committed.get(run.store.partition, {}) if committed is not None else None
-                    )
-                    run.add(msg.key(), msg.value(), msg.offset() or 0, limits)
-        finally:
-            consumer.unassign()
-        elapsed = time.monotonic() - started
-        out = []
-        for run in runs.values():
-            stats = RestoreStats(
-                run.store.partition, run.records, run.batches, run.dropped, elapsed
+        if self._runs:
+            consumer.assign(
+                [TopicPartition(self.topic, p, run.next_offset) for p, run in self._runs.items()]
             )
-            if run.records:
-                log.info(
-                    "restored partition %d: %d changelog records, %d batches, %d dropped",
-                    stats.partition,
-                    stats.records,
-                    stats.batches_applied,
-                    stats.dropped_records,
-                )
-            out.append(stats)
-        return out
+        else:
+            consumer.unassign()
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -139,17 +155,20 @@ class Restorer:
 class _Run:
     """One partition's restore: the open batch, closed batches waiting to be written."""
 
-    def __init__(self, store: PartitionStore) -> None:
+    def __init__(self, store: PartitionStore, limits: dict[str, int] | None) -> None:
         self.store = store
+        self.limits = limits
         self.pending: list[tuple[bytes, bytes | None]] = []
         self.ready: list[tuple[bytes, bytes | None]] = []
         self.position = store.changelog_position
+        self.next_offset = store.changelog_position
         self.records = self.batches = self.dropped = 0
+        self.started = self.last_progress = time.monotonic()
 
-    def add(
-        self, key: bytes | None, value: bytes | None, offset: int, limits: dict[str, int] | None
-    ) -> None:
+    def add(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         self.records += 1
+        self.next_offset = offset + 1
+        limits = self.limits
         if key is None:
             return
         self.pending.append((key, value))
@@ -165,11 +184,28 @@ class _Run:
         if len(self.ready) >= 50_000:
             self._write()
 
-    def finish(self) -> None:
+    def finish(self) -> RestoreStats:
         self.dropped += len(self.pending)
         self.pending = []
         if self.ready or self.position != self.store.changelog_position:
             self._write()
+        stats = RestoreStats(
+            self.store.partition,
+            self.records,
+            self.batches,
+            self.dropped,
+            time.monotonic() - self.started,
+        )
+        if self.records:
+            log.info(
+                "restored partition %d: %d changelog records, %d batches, %d dropped in %.2fs",
+                stats.partition,
+                stats.records,
+                stats.batches_applied,
+                stats.dropped_records,
+                stats.seconds,
+            )
+        return stats
 
     def _write(self) -> None:
         self.store.apply_restored(self.ready, self.position)

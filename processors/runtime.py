@@ -113,6 +113,9 @@ class Worker:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._restorer: Restorer | None = None
+        self._restoring: dict[int, PartitionStore] = {}
+        self._paused: dict[int, list[TopicPartition]] = {}
+        self._restore_started = 0.0
         self.on_assigned: Callable[[list[int]], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -142,6 +145,8 @@ class Worker:
     def run_once(self) -> int:
         """One loop iteration; returns the number of input records applied."""
         assert self._consumer is not None
+        if self._restoring or self._paused:
+            self._restore_step()
         messages = self._consumer.consume(self.config.batch_size, self.config.poll_timeout)
         emits, offsets = self._apply(messages)
         if offsets:
@@ -157,9 +162,10 @@ class Worker:
             if self._producer is not None:
                 self._producer.flush(10)
         finally:
-            for store in self.stores.values():
+            for store in [*self.stores.values(), *self._restoring.values()]:
                 store.close()
             self.stores.clear()
+            self._restoring.clear()
             if self._restorer is not None:
                 self._restorer.close()
             log.info("worker stopped after %d records", self.processed)
@@ -381,38 +387,60 @@ class Worker:
     # -- rebalancing ---------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Open the stores and start restoring them; inputs stay paused until restored.
+
+        The restore runs in the loop (``_restore_step``), between polls, so a long restore
+        never holds up the group's rebalance or exceeds ``max.poll.interval.ms``.
+        """
         numbers = sorted({tp.partition for tp in partitions})
         fresh = []
         for number in numbers:
-            if number not in self.stores:
+            if number not in self.stores and number not in self._restoring:
                 store = PartitionStore(self._store_path(number), number)
                 store.open()
                 fresh.append(store)
+                self._restoring[number] = store
         assert self._restorer is not None
         committed = self._committed(consumer, [s.partition for s in fresh]) if self._eos else None
-        restored = self._restorer.restore(fresh, committed)
-        records = sum(stats.records for stats in restored)
-        self.restored += records
-        if restored:
-            seconds = restored[0].seconds
-            log.info(
-                "restore of %d partitions: %d changelog records in %.2fs (%.0f records/s)",
-                len(restored),
-                records,
-                seconds,
-                records / seconds if seconds else 0.0,
-            )
-        for store in fresh:
+        self._restorer.begin(fresh, committed)
+        for tp in partitions:
+            store = self.stores.get(tp.partition) or self._restoring[tp.partition]
+            tp.offset = store.offsets.get(self._sources[tp.topic].value, OFFSET_BEGINNING)
+        consumer.assign(partitions)
+        consumer.pause(partitions)
+        for tp in partitions:
+            self._paused.setdefault(tp.partition, []).append(tp)
+        self._restore_started = time.monotonic()
+        log.info("assigned partitions %s; restoring %s", numbers, [s.partition for s in fresh])
+
+    def _restore_step(self) -> None:
+        """Restore for a while; hand finished partitions to processing at their offsets."""
+        assert self._restorer is not None and self._consumer is not None
+        for stats in self._restorer.step(0.5):
+            self.restored += stats.records
+            store = self._restoring.pop(stats.partition)
             self._changelog_next[store.partition] = store.changelog_position
             self.stores[store.partition] = store
-        for tp in partitions:
+        if self._restoring:
+            return
+        ready = [tp for number in sorted(self._paused) for tp in self._paused[number]]
+        self._paused = {}
+        for tp in ready:
+            # The restore may have moved the store past what the local copy said at assignment.
             store = self.stores[tp.partition]
-            source = self._sources[tp.topic]
-            tp.offset = store.offsets.get(source.value, OFFSET_BEGINNING)
-        consumer.assign(partitions)
-        log.info("assigned partitions %s", numbers)
+            offset = store.offsets.get(self._sources[tp.topic].value, OFFSET_BEGINNING)
+            if offset != tp.offset:
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        self._consumer.resume(ready)
+        seconds = time.monotonic() - self._restore_started
+        log.info(
+            "ready: partitions %s after a restore of %.2fs (%d changelog records so far)",
+            sorted({tp.partition for tp in ready}),
+            seconds,
+            self.restored,
+        )
         if self.on_assigned is not None:
-            self.on_assigned(numbers)
+            self.on_assigned(sorted({tp.partition for tp in ready}))
 
     def _committed(self, consumer: Consumer, numbers: list[int]) -> dict[int, dict[str, int]]:
         wanted = [TopicPartition(topic, n) for n in numbers for topic in self._sources]
@@ -426,10 +454,13 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
+        assert self._restorer is not None
+        self._restorer.cancel(numbers)
         for number in numbers:
-            store = self.stores.pop(number, None)
+            store = self.stores.pop(number, None) or self._restoring.pop(number, None)
             if store is not None:
                 store.close()
+            self._paused.pop(number, None)
             self._sent_timers.pop(number, None)
             self._changelog_next.pop(number, None)
         consumer.unassign()
@@ -448,7 +479,7 @@ class Worker:
             "partition.assignment.strategy": "range",
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
-            "max.poll.interval.ms": 300000,
+            "max.poll.interval.ms": 30000,  # also the rebalance timeout: see docs/guarantees.md
             "isolation.level": "read_committed",
             "fetch.wait.max.ms": 50,
             **self.config.client,
