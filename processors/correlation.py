@@ -13,6 +13,7 @@ The rules are SPEC §2; each method names the clause it implements.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 _RESUME_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-4c47-9a55-1f3f2b0a9d11")
+_NAMESPACE_BYTES = _RESUME_NAMESPACE.bytes
 HEADER_REASON = "waitline.error"
 HEADER_SOURCE = "waitline.source"
 
@@ -64,7 +66,7 @@ class Target(enum.Enum):
     CHANGELOG = "changelog"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputRecord:
     source: Source
     key: bytes | None
@@ -75,7 +77,7 @@ class InputRecord:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     """An output record. ``partition`` None lets the producer's partitioner choose."""
 
@@ -110,8 +112,17 @@ class Counters:
 
 
 def resume_id_for(wait_id: str, registered_at: int) -> str:
-    """Deterministic resume id: the same registration of a wait always yields the same id."""
-    return str(uuid.uuid5(_RESUME_NAMESPACE, f"{wait_id}@{registered_at}"))
+    """Deterministic resume id: the same registration of a wait always yields the same id.
+
+    ``uuid5(namespace, f"{waitId}@{registeredAt}")``, computed without building UUID objects.
+    """
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + f"{wait_id}@{registered_at}".encode()).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 _ACTION_FOR: dict[str, Action] = {"matched": "continue", "cancelled": "cancel", "rejected": "fail"}
@@ -172,9 +183,10 @@ class Correlator:
             return self._dead_letter(record, _miskeyed(record.key, pair))
         self.counters.events += 1
         now = record.timestamp
-        if event.timestamp is None:
-            event = event.model_copy(update={"timestamp": now})
-        ts: int = event.timestamp  # type: ignore[assignment]
+        # An event without a timestamp takes its record's. It is buffered as received (the
+        # timestamp is kept beside it), so the copy is made only for a resume that carries it.
+        stamped = event.timestamp is not None
+        ts: int = event.timestamp if event.timestamp is not None else now
         # An event that expired before it was processed matches nothing and is not kept.
         ttl = parse_duration(event.ttl) if event.ttl is not None else self.settings.event_ttl_ms
         expires_at = ts + ttl
@@ -202,6 +214,8 @@ class Correlator:
                 continue
             if not _fits(ts, alive_until, wait):
                 continue  # outside the wait's window, though processed while it is pending
+            if not stamped:
+                event, stamped = event.model_copy(update={"timestamp": ts}), True
             if wait.filter is not None:
                 if candidate is None:
                     candidate = event.model_dump(by_alias=True, mode="json")
@@ -211,7 +225,8 @@ class Correlator:
 
         # §2.4: keep the event for waits that register later, matched or not, until its TTL.
         if ttl > 0:
-            state.buffer_event(pair, BufferedEvent(ts, expires_at, record.offset), event.to_json())
+            body = record.value or b""
+            state.buffer_event(pair, BufferedEvent(ts, expires_at, record.offset), body)
             self.counters.events_buffered += 1
         return out
 
@@ -277,6 +292,8 @@ class Correlator:
             if body is None:
                 continue
             event = Event.model_validate_json(body)
+            if event.timestamp is None:
+                event = event.model_copy(update={"timestamp": buffered.timestamp})
             if wait.filter is not None and not self.filters.matches(
                 wait.filter, event.model_dump(by_alias=True, mode="json"), wait.context
             ):

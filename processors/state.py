@@ -23,11 +23,12 @@ tag     key                                         value
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic_core import from_json, to_json
 
 from processors.kv import KV
 
@@ -60,7 +61,7 @@ def _u64(value: int) -> bytes:
     return _U64.pack(max(0, value))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PendingWait:
     """A registered wait that has not resolved yet."""
 
@@ -76,7 +77,7 @@ class PendingWait:
     metadata: Any
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
+        return to_json(
             [
                 self.wait_id,
                 self.run_id,
@@ -88,17 +89,16 @@ class PendingWait:
                 self.filter,
                 self.context,
                 self.metadata,
-            ],
-            separators=(",", ":"),
-        ).encode()
+            ]
+        )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PendingWait:
-        w, r, p, reg, dl, ot, lb, f, c, m = json.loads(raw)
+        w, r, p, reg, dl, ot, lb, f, c, m = from_json(raw)
         return cls(w, r, p.encode(), reg, dl, ot, lb, f, c, m)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BufferedEvent:
     """An event kept for waits that register later."""
 
@@ -107,7 +107,7 @@ class BufferedEvent:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimerEntry:
     deadline: int
     wait_id: str
@@ -128,7 +128,7 @@ class PartitionState:
 
     def waits_on(self, pair: bytes) -> list[str]:
         raw = self.kv.get(_INDEX + pair)
-        return [] if raw is None else list(json.loads(raw))
+        return [] if raw is None else list(from_json(raw))
 
     def add_wait(self, wait: PendingWait) -> None:
         self.kv.put(_WAIT + wait.wait_id.encode(), wait.to_bytes())
@@ -166,7 +166,7 @@ class PartitionState:
 
     def events_of(self, pair: bytes) -> list[BufferedEvent]:
         raw = self.kv.get(_EVENTS + pair)
-        return [] if raw is None else [BufferedEvent(*item) for item in json.loads(raw)]
+        return [] if raw is None else [BufferedEvent(*item) for item in from_json(raw)]
 
     def event_body(self, seq: int) -> bytes | None:
         return self.kv.get(_BODY + _u64(seq))
@@ -187,7 +187,7 @@ class PartitionState:
 
     def iter_buffered(self) -> Iterator[tuple[bytes, BufferedEvent]]:
         for key, raw in self.kv.scan(_EVENTS, _EVENTS + _MAX_KEY):
-            for item in json.loads(raw):
+            for item in from_json(raw):
                 yield key[1:], BufferedEvent(*item)
 
     # -- deduplication -------------------------------------------------------------------------
@@ -258,13 +258,13 @@ class PartitionState:
 
     def _put_list(self, key: bytes, items: list[str]) -> None:
         if items:
-            self.kv.put(key, json.dumps(items, separators=(",", ":")).encode())
+            self.kv.put(key, to_json(items))
         else:
             self.kv.delete(key)
 
     def _put_events(self, pair: bytes, events: list[BufferedEvent]) -> None:
         if events:
             payload = [[e.timestamp, e.expires_at, e.seq] for e in events]
-            self.kv.put(_EVENTS + pair, json.dumps(payload, separators=(",", ":")).encode())
+            self.kv.put(_EVENTS + pair, to_json(payload))
         else:
             self.kv.delete(_EVENTS + pair)

@@ -14,7 +14,15 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from rocksdict import AccessType, Options, Rdict, WriteBatch
+from rocksdict import (
+    AccessType,
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+)
 
 from processors.kv import Overlay
 from processors.state import PartitionState, meta_key
@@ -42,7 +50,12 @@ class RocksKV:
         self.db.delete(key)
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
-        it = self.db.iter()
+        # Bounds let RocksDB stop at ``stop`` instead of stepping over every deleted key (say,
+        # the timers of resolved waits) until it finds a live one beyond the range.
+        options = ReadOptions()
+        options.set_iterate_lower_bound(start)
+        options.set_iterate_upper_bound(stop)
+        it = self.db.iter(options)
         it.seek(start)
         while it.valid():
             key: bytes = it.key()
@@ -50,6 +63,28 @@ class RocksKV:
                 break
             yield key, it.value()
             it.next()
+
+
+_BLOCK_CACHE: Cache | None = None
+
+
+def store_options() -> Options:
+    """RocksDB options for a partition store.
+
+    Most lookups miss (is this waitId pending? resolved? any waits on this pair?), so every
+    table has a bloom filter (10 bits per key) that answers a miss without reading a block; the
+    stores of one process share a 128 MiB block cache.
+    """
+    global _BLOCK_CACHE
+    if _BLOCK_CACHE is None:
+        _BLOCK_CACHE = Cache(128 * 1024 * 1024)
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    table.set_block_cache(_BLOCK_CACHE)
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_block_based_table_factory(table)
+    return options
 
 
 class StoreState(enum.Enum):
@@ -73,9 +108,7 @@ class PartitionStore:
     def open(self) -> None:
         self._require(StoreState.CLOSED)
         self.path.mkdir(parents=True, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        self._db = Rdict(str(self.path), options)
+        self._db = Rdict(str(self.path), store_options())
         self._overlay = Overlay(RocksKV(self._db))
         self._state = PartitionState(self._overlay)
         self._load_positions()

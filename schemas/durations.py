@@ -14,6 +14,7 @@ and deadlines and expiry times must stay well inside the 8-byte integers of the 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -40,6 +41,7 @@ class DurationError(ValueError):
     """A duration string that is neither the compact form nor ISO-8601."""
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_duration(text: str) -> int:
     """Parse a duration to whole milliseconds (rounded down); raise DurationError if malformed."""
     raw = text.strip()

@@ -16,6 +16,8 @@ that lands on another partition is not lost: the processor forwards it to the ri
 
 from __future__ import annotations
 
+import struct
+
 __all__ = ["KEY_SEPARATOR", "make_key", "murmur2", "partition_for", "split_key"]
 
 KEY_SEPARATOR = "|"
@@ -42,9 +44,7 @@ def murmur2(data: bytes) -> int:
     r = 24
     h = (seed ^ length) & 0xFFFFFFFF
     length4 = length // 4
-    for i in range(length4):
-        i4 = i * 4
-        k = data[i4] | (data[i4 + 1] << 8) | (data[i4 + 2] << 16) | (data[i4 + 3] << 24)
+    for k in struct.unpack_from(f"<{length4}I", data):
         k = (k * m) & 0xFFFFFFFF
         k ^= k >> r
         k = (k * m) & 0xFFFFFFFF

@@ -169,6 +169,9 @@ _WAIT_COMMAND: TypeAdapter[WaitRegistration | CancelWait | TimerFired] = TypeAda
 
 def parse_wait_command(raw: bytes | dict[str, Any]) -> WaitRegistration | CancelWait | TimerFired:
     """Parse a wait-commands record; a body without ``type`` is a registration."""
+    if isinstance(raw, bytes) and raw[:1] == b"{" and b'"type"' not in raw:
+        # The common case, a registration without ``type``: parsed and validated in one step.
+        return WaitRegistration.model_validate_json(raw)
     body = raw if isinstance(raw, dict) else _loads_object(raw)
     if "type" not in body:
         return WaitRegistration.model_validate(body)

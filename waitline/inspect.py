@@ -63,11 +63,10 @@ def buffered_events(
                 event_name, _, event_key = pair.decode().partition("|")
                 if (name is None or event_name == name) and (key is None or event_key == key):
                     body = state.event_body(event.seq)
-                    yield {
-                        "partition": partition,
-                        "expiresAt": event.expires_at,
-                        "event": json.loads(body) if body is not None else None,
-                    }
+                    wire = json.loads(body) if body is not None else None
+                    if wire is not None:  # stored as received; the timestamp it was given
+                        wire.setdefault("timestamp", event.timestamp)
+                    yield {"partition": partition, "expiresAt": event.expires_at, "event": wire}
         finally:
             db.close()
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -773,3 +774,29 @@ def test_purge_leaves_state_empty_after_everything_expired(
 def test_keys_are_the_schema_keys() -> None:
     assert make_key("a", "k") == b"a|k"
     assert PartitionState(MemoryKV()).waits_on(make_key("a", "k")) == []
+
+
+@pytest.mark.parametrize(
+    ("wait_id", "registered_at"),
+    [("w1", 0), ("run-42/verify-email", 1_795_439_246_428), ("ü/ß", 7)],
+)
+def test_resume_id_is_the_documented_uuid5(wait_id: str, registered_at: int) -> None:
+    """The fast path computes exactly uuid5(namespace, waitId@registeredAt) (docs/semantics.md)."""
+    from processors.correlation import _RESUME_NAMESPACE
+
+    expected = uuid.uuid5(_RESUME_NAMESPACE, f"{wait_id}@{registered_at}")
+    assert resume_id_for(wait_id, registered_at) == str(expected)
+
+
+@pytest.mark.parametrize("order", ["event-first", "wait-first"])
+def test_an_event_without_timestamp_carries_its_records_everywhere(core: Core, order: str) -> None:
+    """§1: an event without ``timestamp`` takes its record's, in the filter and in the resume,
+    whether it matches live or from the buffer (where it is kept as received)."""
+    expr = "async.timestamp == 5000"
+    if order == "event-first":
+        assert core.event("paid", "o", 5 * S) == []
+        out = resumes(core.register("w1", "paid", "o", 6 * S, **{"if": expr}))
+    else:
+        assert core.register("w1", "paid", "o", 4 * S, **{"if": expr}) == []
+        out = resumes(core.event("paid", "o", 5 * S))
+    assert [(r["waitId"], r["event"]["timestamp"]) for r in out] == [("w1", 5 * S)]
