@@ -313,6 +313,7 @@ class Correlator:
         wait = state.get_wait(cmd.wait_id)
         if wait is None or wait.deadline != cmd.deadline:
             self.counters.timers_stale += 1
+            state.drop_timer(cmd.deadline, cmd.wait_id)  # left behind by a restore, if at all
             return []
         action: Action = wait.on_timeout  # type: ignore[assignment]
         return [self._resolve(state, wait, "timed_out", action, None, record.timestamp)]

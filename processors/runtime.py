@@ -18,8 +18,9 @@ Commit protocol, once per loop iteration (``Guarantee`` picks the variant):
    with the consumer's current group metadata) and commit it.
 7. Write each touched partition's overlay, input offsets and changelog position in one
    RocksDB ``WriteBatch``.
-8. At-least-once: commit the offsets to the group (asynchronously; informational: on
-   assignment the worker seeks to the offsets in its store).
+8. At-least-once: commit the offsets to the group (asynchronously, at most every 200 ms and
+   whenever the loop goes idle; informational: on assignment the worker seeks to the offsets
+   in its store, and the group's offsets serve lag monitoring).
 
 Failure at any step before 7 leaves the store as it was; the batch is read and applied again,
 and since the core is deterministic it yields the same outputs with the same ``resumeId``s
@@ -110,6 +111,8 @@ class Worker:
         self._sent_timers: dict[int, set[bytes]] = {}
         self._last_purge = time.monotonic()
         self._next_timer_scan = 0.0
+        self._group_offsets: dict[int, dict[str, int]] = {}
+        self._next_group_commit = 0.0
         self._partition_of: dict[bytes, int] = {}
         self._delivery_errors: list[str] = []
         self._changelog_next: dict[int, int] = {}
@@ -154,6 +157,8 @@ class Worker:
         emits, offsets = self._apply(messages)
         if offsets:
             self._commit(emits, offsets)
+        elif self._group_offsets:
+            self._flush_group_offsets()  # idle: report what the last batches reached
         self._fire_timers()
         self._maybe_purge()
         return len(messages)
@@ -247,8 +252,15 @@ class Worker:
                 self._flush()
             changelog = self.config.topics[Target.CHANGELOG]
             for partition, store in stores.items():
-                for key, value in store.changelog_records(offsets[partition]):
-                    self._send(changelog, key, value, partition, self._on_changelog_delivery)
+                records = store.changelog_records(offsets[partition])
+                last = len(records) - 1
+                for i, (key, value) in enumerate(records):
+                    # Only the closing record reports back: the idempotent producer delivers a
+                    # partition's records in order and without gaps, so its success (and its
+                    # offset, the new changelog position) vouches for the whole batch; a
+                    # failure of any of them fails it too. No callback per state change.
+                    on_delivery = self._on_changelog_delivery if i == last else None
+                    self._send(changelog, key, value, partition, on_delivery)
             self._flush()  # serves the delivery callbacks: changelog positions, errors
             if self._eos:
                 positions = self._positions(offsets)
@@ -358,7 +370,7 @@ class Worker:
         key: bytes | None,
         value: bytes | None,
         partition: int | None,
-        on_delivery: Callable[[KafkaError | None, Message], None],
+        on_delivery: Callable[[KafkaError | None, Message], None] | None,
         headers: tuple[tuple[str, bytes], ...] = (),
     ) -> None:
         producer = self._producer
@@ -413,8 +425,17 @@ class Worker:
         ]
 
     def _commit_group_offsets(self, offsets: dict[int, dict[str, int]]) -> None:
+        """Merge into the offsets to report; send them if the last report is 200 ms old."""
+        for partition, by_source in offsets.items():
+            self._group_offsets.setdefault(partition, {}).update(by_source)
+        if time.monotonic() >= self._next_group_commit:
+            self._flush_group_offsets()
+
+    def _flush_group_offsets(self) -> None:
         assert self._consumer is not None
-        positions = self._positions(offsets)
+        positions = self._positions(self._group_offsets)
+        self._group_offsets = {}
+        self._next_group_commit = time.monotonic() + 0.2
         if not positions:
             return
         try:
@@ -492,6 +513,8 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
+        if self._group_offsets and not self._eos:
+            self._flush_group_offsets()  # while the partitions are still ours
         assert self._restorer is not None
         self._restorer.cancel(numbers)
         for number in numbers:
@@ -519,6 +542,10 @@ class Worker:
             "heartbeat.interval.ms": 1000,
             "max.poll.interval.ms": 30000,  # also the rebalance timeout: see docs/guarantees.md
             "isolation.level": "read_committed",
+            # How long the broker may hold a fetch when nothing is new. Tansu does not answer
+            # a held fetch when records arrive, so up to this much is added to a record's
+            # latency under light load; shorter waits cost more fetches, which on Tansu made
+            # latency worse under load (docs/benchmarks.md).
             "fetch.wait.max.ms": 50,
             **self.config.client,
         }

@@ -19,6 +19,12 @@ tag     key                                         value
 ``x``   expiresAt, kind, key                        empty (the purge index, expiry-ordered)
 ``m``   name                                        metadata (input offsets)
 ======  ==========================================  ==========================================
+
+``t`` and ``x`` are indexes derived from other entries (``w``; ``r``, ``d``, ``e``). The changelog
+does not carry them: a restore rebuilds them with :func:`derived_entries`. It adds the entries a
+restored value implies and never removes any, so a restored store may hold stale ones, which
+are harmless: a stale timer fires a timer command that finds no such pending wait and deletes
+the entry (``drop_timer``); a stale expiry entry is deleted by the purge that reaches it.
 """
 
 from __future__ import annotations
@@ -32,7 +38,15 @@ from pydantic_core import from_json, to_json
 
 from processors.kv import KV
 
-__all__ = ["BufferedEvent", "PartitionState", "PendingWait", "TimerEntry", "meta_key"]
+__all__ = [
+    "DERIVED",
+    "BufferedEvent",
+    "PartitionState",
+    "PendingWait",
+    "TimerEntry",
+    "derived_entries",
+    "meta_key",
+]
 
 _U64 = struct.Struct(">Q")
 _MAX_KEY = b"\xff" * 9
@@ -57,8 +71,32 @@ def meta_key(name: str) -> bytes:
     return _META + name.encode()
 
 
-def _u64(value: int) -> bytes:
-    return _U64.pack(max(0, value))
+# The tags of index entries the changelog leaves out (see the module docstring).
+DERIVED = frozenset({_TIMER, _EXPIRY})
+
+
+def derived_entries(key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+    """The index entries that the entry ``key = value`` implies."""
+    tag = key[:1]
+    if tag == _WAIT:
+        wait = PendingWait.from_bytes(value)
+        return [(_TIMER + _u64(wait.deadline) + wait.wait_id.encode(), wait.pair)]
+    if tag == _RESOLVED:
+        return [(_EXPIRY + value[:8] + EXPIRY_RESOLVED + key[1:], b"")]
+    if tag == _DEDUP:
+        return [(_EXPIRY + value[:8] + EXPIRY_DEDUP + key[1:], b"")]
+    if tag == _EVENTS:
+        pair = key[1:]
+        return [
+            (_EXPIRY + _u64(expires_at) + EXPIRY_EVENT + _u64(seq) + pair, b"")
+            for _, expires_at, seq in from_json(value)
+        ]
+    return []
+
+
+# Times here are never negative: the wire models bound them (>= 0) and the run loop stamps a
+# record without a timestamp with the wall clock.
+_u64 = _U64.pack
 
 
 @dataclass(slots=True)
@@ -142,6 +180,10 @@ class PartitionState:
         ids = [i for i in self.waits_on(wait.pair) if i != wait.wait_id]
         self._put_list(_INDEX + wait.pair, ids)
         self.kv.delete(_TIMER + _u64(wait.deadline) + wait.wait_id.encode())
+
+    def drop_timer(self, deadline: int, wait_id: str) -> None:
+        """Delete a timer entry that no pending wait owns (a stale one, after a restore)."""
+        self.kv.delete(_TIMER + _u64(deadline) + wait_id.encode())
 
     def due_timers(self, now: int, limit: int) -> list[TimerEntry]:
         """Timers with ``deadline <= now``, earliest first, at most ``limit``."""

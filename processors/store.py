@@ -25,7 +25,7 @@ from rocksdict import (
 )
 
 from processors.kv import Overlay
-from processors.state import PartitionState, meta_key
+from processors.state import DERIVED, PartitionState, derived_entries, meta_key
 
 __all__ = ["PartitionStore", "RocksKV", "StoreState", "open_snapshot"]
 
@@ -133,11 +133,14 @@ class PartitionStore:
 
     def changelog_records(self, offsets: dict[str, int]) -> list[tuple[bytes, bytes | None]]:
         """What the changelog must carry for the buffered changes: each changed key with its new
-        value (``None``: deleted), then the merged input offsets, which close the batch."""
+        value (``None``: deleted), except derived index entries (rebuilt on restore, see
+        ``processors.state``), then the merged input offsets, which close the batch."""
         self._require(StoreState.OPEN)
         assert self._overlay is not None
         merged = json.dumps({**self.offsets, **offsets}, sort_keys=True).encode()
-        return [*self._overlay.changes.items(), (OFFSETS, merged)]
+        changes = [item for item in self._overlay.changes.items() if item[0][:1] not in DERIVED]
+        changes.append((OFFSETS, merged))
+        return changes
 
     def commit(self, offsets: dict[str, int], changelog_position: int | None = None) -> None:
         """Write the buffered changes, ``offsets`` (next offset per input) and the changelog
@@ -174,6 +177,8 @@ class PartitionStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+                for index_key, index_value in derived_entries(key, value):
+                    batch.put(index_key, index_value)
         batch.put(CHANGELOG_POSITION, str(changelog_position).encode())
         self._db.write(batch)
         self._load_positions()

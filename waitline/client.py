@@ -96,6 +96,7 @@ class _PartitionTail:
                 "group.id": f"waitline-tail-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "latest",
+                "fetch.wait.max.ms": 50,  # Tansu holds a fetch this long (docs/benchmarks.md)
                 **config,
             }
         )
@@ -339,6 +340,7 @@ class Runner:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 6000,
                 "heartbeat.interval.ms": 1000,
+                "fetch.wait.max.ms": 50,  # Tansu holds a fetch this long (docs/benchmarks.md)
                 **self.settings.as_librdkafka_dict(),
             }
         )

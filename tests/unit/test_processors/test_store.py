@@ -186,3 +186,59 @@ def test_destroy_removes_the_files(path: Path) -> None:
 def test_open_snapshot_needs_a_store(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no RocksDB store"):
         open_snapshot(tmp_path / "nothing")
+
+
+def _every_entry(store: PartitionStore) -> dict[bytes, bytes]:
+    return dict(store.state.kv.scan(b"", b"\xff"))
+
+
+def test_the_changelog_leaves_out_indexes_and_a_restore_rebuilds_them(
+    store: PartitionStore, tmp_path: Path
+) -> None:
+    """Timer (t) and expiry (x) entries are derived: not logged, rebuilt on restore."""
+    state = store.state
+    state.add_wait(_wait("w1", deadline=5_000))
+    state.buffer_event(b"n|k", BufferedEvent(10, 9_000, 3), b'{"eventId":"e"}')
+    state.remember_dedup("n", "idem", 7_000)
+    state.mark_resolved("w0", 8_000, b'{"resume":1}')
+    records = store.changelog_records({"events": 4})
+    assert not [key for key, _ in records if key[:1] in (b"t", b"x")]
+    store.commit({"events": 4})
+
+    copy = PartitionStore(tmp_path / "copy", 0)
+    copy.open()
+    try:
+        copy.apply_restored(records, changelog_position=len(records))
+        assert _every_entry(copy) == {
+            **_every_entry(store),
+            b"mchangelog-position": str(len(records)).encode(),
+        }
+        assert [t.wait_id for t in copy.state.due_timers(5_000, 10)] == ["w1"]
+        assert copy.state.purge_expired(10_000, 100) == 3  # event, dedup key, tombstone
+    finally:
+        copy.close()
+
+
+def test_a_stale_timer_left_by_a_restore_fires_once_and_is_gone(
+    store: PartitionStore, tmp_path: Path
+) -> None:
+    from processors.correlation import Correlator, InputRecord, Source
+
+    store.state.add_wait(_wait("w1", deadline=5_000))
+    first = store.changelog_records({"wait-commands": 1})
+    store.commit({"wait-commands": 1})
+    store.state.remove_wait(_wait("w1", deadline=5_000))  # resolved in the next batch
+    second = store.changelog_records({"wait-commands": 2})
+
+    copy = PartitionStore(tmp_path / "copy", 0)
+    copy.open()
+    try:
+        copy.apply_restored([*first, *second], changelog_position=2)
+        assert copy.state.get_wait("w1") is None
+        core = Correlator()
+        (timer,) = core.due_timers(copy.state, 5_000, 0, 10)  # the stale entry fires...
+        record = InputRecord(Source.WAIT_COMMANDS, timer.key, timer.value, 5_000, 0, 2)
+        assert core.process(copy.state, record) == []  # ...resolves nothing...
+        assert core.due_timers(copy.state, 60_000, 0, 10) == []  # ...and is deleted
+    finally:
+        copy.close()
