@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev test lint typecheck unit integration chaos recovery clean
+.PHONY: install dev test lint typecheck unit integration chaos recovery bench clean
 
 install: $(STAMP)
 
@@ -40,6 +40,15 @@ chaos: $(STAMP)
 # Restart and restore figures with 1,000,000 pending waits.
 recovery: $(STAMP)
 	$(BIN)/python benchmarks/recovery.py
+
+# waitline vs the ceiling vs faust-streaming, side by side (docs/benchmarks.md).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -1,0 +1,752 @@
+"""`make bench`: waitline against the ceiling and faust-streaming, side by side, in one run.
+
+For each workload the same generated input is written to fresh topics, then each contender
+(a separate process, its own consumer group) consumes it from the start:
+
+- ceiling:  a raw confluent-kafka consume → produce passthrough with the same batching;
+- waitline: the real worker process (`python -m waitline worker`);
+- faust:    the same rules as an idiomatic faust-streaming app (benchmarks/faust_app.py).
+
+Throughput is input records per second between the first sample of the contender's committed
+input offsets that shows progress and the sample where everything is committed (so process
+start-up and the group join are not counted), median of --runs runs. Faust is given
+--faust-window seconds per run (it is ~40x slower) and its rate is taken over that window.
+large-state first loads 1,000,000 pending waits, waits until they are applied, then produces
+the match-heavy stream (pre-encoded, so the producer is not the bottleneck) and measures that.
+
+Then, at a fixed offered load of half each contender's measured match-heavy maximum: match
+latency (event produced → resume readable). For waitline: timeout lateness and early firings,
+with an empty state and with 1,000,000 pending waits; peak RSS (VmHWM) of every contender;
+the restore rate from benchmarks/results/recovery.json (`make recovery`).
+
+Writes benchmarks/results/latest.json and latest.png and prints a table. `--profile` instead
+runs waitline once over match-heavy under cProfile and prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from schemas.keys import make_key
+from waitline.broker import EmbeddedBroker
+from waitline.topics import Topics, create_topics, load_topics
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+PARTITIONS = 8
+CONTENDERS = ("ceiling", "waitline", "faust")
+Record = tuple[str, bytes, bytes]  # topic, key, value
+
+
+# -- input -------------------------------------------------------------------------------------
+
+
+def _producer(bootstrap: str, linger_ms: int = 50) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "linger.ms": linger_ms,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 2_000_000,
+        }
+    )
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def wait_records(
+    t: Topics, n: int, keys: int, tag: str, timeout: Callable[[int], str]
+) -> Iterator[Record]:
+    for i in range(n):
+        key = f"{tag}k{i % keys}"
+        body = {
+            "waitId": f"{tag}w{i}",
+            "runId": f"{tag}r{i}",
+            "name": "bench",
+            "correlationKey": key,
+            "timeout": timeout(i),
+        }
+        yield t.wait_commands.name, make_key("bench", key), _encode(body)
+
+
+def event_records(t: Topics, n: int, keys: int, tag: str) -> Iterator[Record]:
+    """Half of the events hit a key with waits (each such key twice), half miss."""
+    for i in range(n):
+        key = f"{tag}k{(i // 2) % keys}" if i % 2 == 0 else f"{tag}miss{i}"
+        body = {"eventId": f"{tag}e{i}", "name": "bench", "correlationKey": key, "data": {"i": i}}
+        yield t.events.name, make_key("bench", key), _encode(body)
+
+
+def produce(p: Producer, records: Iterator[Record] | list[Record]) -> int:
+    n = 0
+    for topic, key, value in records:
+        while True:
+            try:
+                p.produce(topic, value, key)
+                break
+            except BufferError:
+                p.poll(0.05)
+        n += 1
+    p.flush()
+    return n
+
+
+def build_input(workload: str, t: Topics, scale: float) -> tuple[Iterator[Record], list[Record]]:
+    """(preload, stream): the preload is applied before the measured stream starts."""
+    hour = lambda _i: "1h"  # noqa: E731
+    waits, events, keys = int(100_000 * scale), int(200_000 * scale), int(20_000 * scale)
+    preload: Iterator[Record] = iter(())
+    if workload == "large-state":
+        big = int(1_000_000 * scale)
+        preload = wait_records(t, big, big, "big", hour)
+    if workload in ("match-heavy", "large-state"):
+        stream = [*wait_records(t, waits, keys, "", hour), *event_records(t, events, keys, "")]
+    elif workload == "early-events":
+        stream = [*event_records(t, events, keys, ""), *wait_records(t, waits, keys, "", hour)]
+    elif workload == "timeouts":
+        stream = list(wait_records(t, waits, waits, "", lambda i: f"{1 + i % 5}s"))
+    else:
+        raise SystemExit(f"unknown workload {workload!r}")
+    return preload, stream
+
+
+# -- contenders --------------------------------------------------------------------------------
+
+
+def passthrough(bootstrap: str, prefix: str, group: str) -> None:
+    """The ceiling: consume the inputs, produce every record to an output, same batching."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            "partition.assignment.strategy": "range",
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+    )
+    consumer.subscribe([f"{prefix}events", f"{prefix}wait-commands"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    out = f"{prefix}resumes"
+    while not stop.is_set():
+        batch = consumer.consume(5000, 0)  # the worker's batching (Worker._take_batch)
+        if not batch:
+            first = consumer.poll(0.1)
+            batch = [first, *consumer.consume(4999, 0)] if first is not None else []
+        for msg in batch:
+            if msg.error() is None:
+                while True:
+                    try:
+                        producer.produce(out, msg.value(), msg.key())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+        if batch:
+            producer.flush()
+            consumer.commit(asynchronous=True)
+    consumer.close()
+
+
+def _spawn(
+    contender: str, bootstrap: str, prefix: str, group: str, tmp: Path, profile: Path | None = None
+) -> subprocess.Popen[bytes]:
+    log = open(tmp / f"{contender}-{group}.log", "wb")  # noqa: SIM115
+    path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    if contender == "waitline":
+        env.update(
+            {
+                "WAITLINE_BOOTSTRAP_SERVERS": bootstrap,
+                "WAITLINE_TOPIC_PREFIX": prefix,
+                "WAITLINE_GROUP_ID": group,
+                "WAITLINE_STATE_DIR": str(tmp / group),
+                "WAITLINE_TOPICS_FILE": str(REPO / "topics.yaml"),
+            }
+        )
+        cmd = [sys.executable, "-m", "waitline", "worker"]
+        if profile is not None:  # py-spy samples the real process; SIGTERM ends both
+            spy = Path(sys.executable).with_name("py-spy")
+            cmd = [str(spy), "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *cmd]
+    elif contender == "ceiling":
+        cmd = [sys.executable, str(Path(__file__)), "passthrough", bootstrap, prefix, group]
+    else:
+        env.update(
+            {
+                "BENCH_BOOTSTRAP": bootstrap,
+                "BENCH_PREFIX": prefix,
+                "BENCH_APP_ID": group,
+                "BENCH_DATADIR": str(tmp / group),
+            }
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            "benchmarks.faust_app",
+            "worker",
+            "-l",
+            "warn",
+        ]
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if Path(str(proc.args[0])).name == "py-spy":  # stop the worker; py-spy then writes and exits
+        for child in _children(proc.pid):
+            os.kill(child, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Progress:
+    """Samples a group's committed offsets on the input topics."""
+
+    def __init__(self, bootstrap: str, t: Topics, group: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        self.parts = [
+            TopicPartition(name, p)
+            for name in (t.events.name, t.wait_commands.name)
+            for p in range(PARTITIONS)
+        ]
+
+    def committed(self) -> int:
+        return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.parts, timeout=10))
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def measure(
+    contender: str,
+    bootstrap: str,
+    t: Topics,
+    prefix: str,
+    workload: str,
+    scale: float,
+    tmp: Path,
+    window: float | None,
+    profile: Path | None = None,
+) -> tuple[float, float]:
+    """Records/s over the stream and peak RSS (MiB) of one contender (over a window for Faust)."""
+    preload, stream = build_input(workload, t, scale)
+    p = _producer(bootstrap)
+    loaded = produce(p, preload)
+    if not loaded:
+        produce(p, stream)
+    total = loaded + len(stream)
+    group = f"{contender}-{uuid.uuid4().hex[:8]}"
+    progress = Progress(bootstrap, t, group)
+    proc = _spawn(contender, bootstrap, prefix, group, tmp, profile)
+    first: tuple[float, int] | None = None
+    last: tuple[float, int] = (time.monotonic(), 0)
+    peak = 0.0
+    deadline = time.monotonic() + 1800
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.05)  # the sampling period of the committed offsets
+            peak = max(peak, _rss_mb(proc.pid))
+            done = progress.committed()
+            now = time.monotonic()
+            if loaded and first is None and done >= loaded:
+                first = (now, done)  # state is built: now the measured stream
+                produce(p, stream)
+                continue
+            if not loaded and done and first is None:
+                first = (now, done)
+            if done > last[1]:
+                last = (now, done)
+            if done >= total or (window and first and now - first[0] > window):
+                break
+            if proc.poll() is not None:
+                raise SystemExit(f"{contender} exited early; see {tmp}")
+        else:
+            raise SystemExit(f"{contender} did not finish {workload} in time; see {tmp}")
+    finally:
+        _stop(proc)
+        progress.close()
+    if first is None or last[0] <= first[0]:
+        return 0.0, peak
+    return (last[1] - first[1]) / (last[0] - first[0]), peak
+
+
+def _rss_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) of a process and its children, in MiB."""
+    peak = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return peak
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+# -- latency and lateness (live) ---------------------------------------------------------------
+
+
+def _reader(bootstrap: str, t: Topics) -> Consumer:
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "fetch.wait.max.ms": 20,
+            "enable.auto.commit": False,
+        }
+    )
+    reader.assign([TopicPartition(t.resumes.name, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    return reader
+
+
+def live_latency(
+    contender: str, bootstrap: str, t: Topics, prefix: str, rate: float, tmp: Path, seconds: float
+) -> dict[str, float]:
+    """Event produced → its resume readable, at a fixed offered load of ``rate`` records/s.
+
+    The offered stream is the match-heavy mix, in thirds: a registration (of a wait no event
+    will come for), an event that matches a wait registered (and applied) before the clock
+    started, and an event that matches nothing. Each matching event carries its production
+    time; the reader takes the difference when its resume (for the ceiling: the passed-through
+    event) becomes readable. Records are pre-encoded, so the offering costs little CPU.
+    """
+    group = f"lat-{contender}-{uuid.uuid4().hex[:8]}"
+    m = max(100, int(rate * seconds / 3))
+    p = _producer(bootstrap, linger_ms=5)  # librdkafka's default
+    hour = lambda _i: "1h"  # noqa: E731
+    produce(p, wait_records(t, m, m, "lat", hour))
+    registrations = list(wait_records(t, m, m, "new", hour))
+    misses = list(event_records(t, 2 * m, 2 * m, "latmiss"))[1::2]  # the odd ones miss
+    keys = [make_key("bench", f"latk{i}") for i in range(m)]
+    proc = _spawn(contender, bootstrap, prefix, group, tmp)
+    reader = _reader(bootstrap, t)
+    progress = Progress(bootstrap, t, group)
+    latencies: list[float] = []
+    events = t.events.name
+    try:
+        deadline = time.monotonic() + 300
+        while progress.committed() < m:  # the waits to match are applied
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"{contender} did not apply the latency waits; see {tmp}")
+            time.sleep(0.2)  # polling committed offsets, bounded by the deadline
+        start = time.monotonic()
+        for i in range(m):
+            due = start + 3 * i / rate
+            while True:
+                for msg in reader.consume(1000, 0):
+                    if msg.error() is None:
+                        _record_latency(msg.value(), latencies)
+                if time.monotonic() >= due:
+                    break
+                time.sleep(min(0.001, max(0.0, due - time.monotonic())))  # pacing the offer
+            produce_one(p, *registrations[i])
+            body = b'{"eventId":"late%d","name":"bench","correlationKey":"latk%d","timestamp":%d}'
+            produce_one(p, events, keys[i], body % (i, i, int(time.time() * 1000)))
+            produce_one(p, *misses[i])
+            p.poll(0)
+        p.flush()
+        deadline = time.monotonic() + 60
+        while len(latencies) < m and time.monotonic() < deadline:
+            for msg in reader.consume(1000, 0.1):
+                if msg.error() is None:
+                    _record_latency(msg.value(), latencies)
+    finally:
+        _stop(proc)
+        reader.close()
+        progress.close()
+    return _percentiles(latencies) | {"samples": len(latencies), "offered_per_s": round(rate)}
+
+
+def _record_latency(value: bytes | None, out: list[float]) -> None:
+    body = json.loads(value or b"{}")
+    event = body.get("event") if "waitId" in body else body
+    if isinstance(event, dict) and str(event.get("eventId", "")).startswith("late"):
+        out.append(time.time() * 1000 - event["timestamp"])
+
+
+def timeout_lateness(
+    bootstrap: str, t: Topics, prefix: str, n: int, tmp: Path, pending: int = 0
+) -> dict[str, Any]:
+    """Waits with 1–5 s timeouts registered into a running worker; how late do they fire?
+
+    With ``pending``, that many waits with a 1 h timeout are applied first, so the deadline
+    index is large. Lateness = when the resume is readable − registeredAt − timeout; a resume
+    whose resolvedAt is before its deadline is an early firing.
+    """
+    group = f"tmo-{uuid.uuid4().hex[:8]}"
+    p = _producer(bootstrap, linger_ms=5)
+    if pending:
+        produce(p, wait_records(t, pending, pending, "pend", lambda _i: "1h"))
+    proc = _spawn("waitline", bootstrap, prefix, group, tmp)
+    reader = _reader(bootstrap, t)
+    progress = Progress(bootstrap, t, group)
+    lateness: list[float] = []
+    early = 0
+    try:
+        deadline = time.monotonic() + 600
+        while progress.committed() < max(pending, 1) and pending:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"waitline did not apply {pending} pending waits; see {tmp}")
+            time.sleep(0.5)  # polling committed offsets, bounded by the deadline
+        probe = {"waitId": "probe", "runId": "probe", "name": "bench", "correlationKey": "probe"}
+        produce(
+            p,
+            [(t.wait_commands.name, make_key("bench", "probe"), _encode(probe | {"timeout": "0"}))],
+        )
+        got = False
+        while not got:  # the worker is up and fires timers
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"waitline did not fire the probe timer; see {tmp}")
+            got = any(m.error() is None for m in reader.consume(100, 1.0))
+        rng = random.Random(7)
+        timeouts: dict[str, int] = {}
+        for i in range(n):
+            seconds = rng.randint(1, 5)
+            timeouts[f"t{i}"] = seconds * 1000
+            key = f"tk{i}"
+            body = {
+                "waitId": f"t{i}",
+                "runId": f"r{i}",
+                "name": "bench",
+                "correlationKey": key,
+                "timeout": f"{seconds}s",
+            }
+            produce_one(p, t.wait_commands.name, make_key("bench", key), _encode(body))
+        p.flush()
+        deadline = time.monotonic() + 180
+        while len(lateness) < n and time.monotonic() < deadline:
+            for msg in reader.consume(10_000, 0.2):
+                if msg.error() is not None:
+                    continue
+                resume = json.loads(msg.value())
+                if resume["waitId"] not in timeouts:
+                    continue
+                due = resume["registeredAt"] + timeouts[resume["waitId"]]
+                lateness.append(time.time() * 1000 - due)
+                if resume["resolvedAt"] < due or resume["outcome"] != "timed_out":
+                    early += 1
+    finally:
+        _stop(proc)
+        reader.close()
+        progress.close()
+    return {
+        "lateness_ms": _percentiles(lateness),
+        "early_firings": early,
+        "fired": len(lateness),
+        "registered": n,
+        "pending_waits": pending,
+    }
+
+
+def produce_one(p: Producer, topic: str, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            p.produce(topic, value, key)
+            return
+        except BufferError:
+            p.poll(0.05)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    ordered = sorted(values)
+    return {
+        "p50": round(ordered[len(ordered) // 2], 1),
+        "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1),
+        "max": round(ordered[-1], 1),
+    }
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def fresh_topics(bootstrap: str) -> tuple[Topics, str]:
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    topics = load_topics(REPO / "topics.yaml", prefix)
+    create_topics(AdminClient({"bootstrap.servers": bootstrap}), topics)
+    return topics, prefix
+
+
+def run_profile(bootstrap: str, scale: float, tmp: Path) -> int:
+    """waitline over match-heavy under py-spy; writes benchmarks/results/profile.txt."""
+    out = tmp / "waitline.stacks"
+    topics, prefix = fresh_topics(bootstrap)
+    rate, _ = measure("waitline", bootstrap, topics, prefix, "match-heavy", scale, tmp, None, out)
+    deadline = time.monotonic() + 60
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # py-spy writes the file when the worker exits
+    report = RESULTS / "profile.txt"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report.write_text(
+        f"waitline worker, match-heavy (scale {scale}), sampled by py-spy at 200 Hz: "
+        f"{rate:,.0f} rec/s while sampled\n\n" + summarize_stacks(out)
+    )
+    print(report.read_text())
+    return 0
+
+
+def summarize_stacks(path: Path, top: int = 40) -> str:
+    """Self and inclusive share of samples per function, from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_short(frame) for frame in stack.split(";")]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
+    lines = [f"{total} samples", "", "self %  function"]
+    for name, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * count / total:6.1f}  {name}")
+    lines += ["", "incl %  function"]
+    for name, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * count / total:6.1f}  {name}")
+    return "\n".join(lines) + "\n"
+
+
+def _short(frame: str) -> str:
+    """``func (/path/to/repo/pkg/mod.py:12)`` → ``func (pkg/mod.py)``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    for root in (str(REPO) + "/", "site-packages/", "lib/python3"):
+        if root in where:
+            where = where.split(root, 1)[1]
+    return f"{name} ({where})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="waitline vs the ceiling vs faust-streaming")
+    parser.add_argument("--bootstrap", help="a running broker (default: embedded Tansu)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--scale", type=float, default=1.0, help="input size factor")
+    parser.add_argument("--faust-window", type=float, default=20.0, help="seconds per Faust run")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--no-faust", action="store_true")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--no-latency", action="store_true")
+    parser.add_argument("--workloads", default="match-heavy,early-events,timeouts,large-state")
+    parser.add_argument("--profile", action="store_true", help="profile waitline instead")
+    args = parser.parse_args(argv)
+    tmp = Path(f"/tmp/waitline-bench-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    broker = None if args.bootstrap else EmbeddedBroker(log_path=tmp / "broker.log")
+    results: dict[str, Any] = {
+        "workloads": {},
+        "machine": _machine(args.bootstrap),
+        "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
+    }
+    try:
+        bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
+        if args.profile:
+            return run_profile(bootstrap, args.scale, tmp)
+        for workload in args.workloads.split(","):
+            rows: dict[str, Any] = {}
+            for contender in args.contenders.split(","):
+                if contender == "faust" and (args.no_faust or workload == "large-state"):
+                    continue  # 1M waits at Faust's ~3k/s would take ~6 minutes just to load
+                rates, peaks = [], []
+                runs = 1 if (contender == "faust" or workload == "large-state") else args.runs
+                for _ in range(runs):
+                    topics, prefix = fresh_topics(bootstrap)
+                    window = args.faust_window if contender == "faust" else None
+                    rate, peak = measure(
+                        contender, bootstrap, topics, prefix, workload, args.scale, tmp, window
+                    )
+                    rates.append(rate)
+                    peaks.append(peak)
+                rows[contender] = {
+                    "records_per_s": round(statistics.median(rates)),
+                    "runs": [round(r) for r in rates],
+                    "peak_rss_mb": round(max(peaks), 1),
+                }
+                print(
+                    f"{workload:13} {contender:9} {rows[contender]['records_per_s']:>9,} rec/s "
+                    f"runs={rows[contender]['runs']} peak_rss={rows[contender]['peak_rss_mb']} MiB",
+                    flush=True,
+                )
+            w = rows["waitline"]
+            if "ceiling" in rows:
+                w["ratio_to_ceiling"] = round(
+                    w["records_per_s"] / max(rows["ceiling"]["records_per_s"], 1), 3
+                )
+            if "faust" in rows:
+                w["ratio_to_faust"] = round(
+                    w["records_per_s"] / max(rows["faust"]["records_per_s"], 1), 1
+                )
+            if workload == "match-heavy" and not args.no_latency:
+                for contender, row in rows.items():
+                    topics, prefix = fresh_topics(bootstrap)
+                    rate = max(50.0, row["records_per_s"] / 2)
+                    row["latency_ms"] = live_latency(
+                        contender, bootstrap, topics, prefix, rate, tmp, args.latency_seconds
+                    )
+                    print(f"{workload:13} {contender:9} latency {row['latency_ms']}", flush=True)
+            if workload == "timeouts":
+                n = int(100_000 * args.scale)
+                topics, prefix = fresh_topics(bootstrap)
+                w |= timeout_lateness(bootstrap, topics, prefix, n, tmp)
+                print(f"timeouts: {w['lateness_ms']} early={w['early_firings']}", flush=True)
+                topics, prefix = fresh_topics(bootstrap)
+                big = timeout_lateness(
+                    bootstrap, topics, prefix, n, tmp, pending=int(1_000_000 * args.scale)
+                )
+                w["with_pending_waits"] = big
+                print(f"timeouts+1M: {big['lateness_ms']} early={big['early_firings']}", flush=True)
+            results["workloads"][workload] = rows
+        small = results["workloads"].get("match-heavy", {}).get("waitline")
+        large = results["workloads"].get("large-state", {}).get("waitline")
+        if small and large:
+            large["ratio_to_small_state"] = round(
+                large["records_per_s"] / max(small["records_per_s"], 1), 3
+            )
+        recovery = RESULTS / "recovery.json"
+        if recovery.exists():
+            results["restore"] = json.loads(recovery.read_text())
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+        _chart(results, RESULTS / "latest.png")
+        _table(results)
+        return 0
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _machine(bootstrap: str | None) -> dict[str, Any]:
+    import confluent_kafka
+
+    versions: dict[str, Any] = {}
+    for dist in ("faust-streaming", "rocksdict", "pydantic"):
+        try:
+            from importlib.metadata import version
+
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = None
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        **versions,
+        "broker": bootstrap or "tansu 0.6.0 (embedded, memory storage)",
+    }
+
+
+def _table(results: dict[str, Any]) -> None:
+    print(
+        f"\n{'workload':13} {'ceiling':>10} {'waitline':>10} {'faust':>8} "
+        f"{'÷ceiling':>9} {'÷faust':>7} {'rss MiB':>8}"
+    )
+    for name, rows in results["workloads"].items():
+        w = rows["waitline"]
+        faust = rows.get("faust", {}).get("records_per_s", "-")
+        ceiling = rows.get("ceiling", {}).get("records_per_s", "-")
+        print(
+            f"{name:13} {ceiling:>10} {w['records_per_s']:>10} "
+            f"{faust:>8} {w.get('ratio_to_ceiling', '-'):>9} {w.get('ratio_to_faust', '-'):>7} "
+            f"{w['peak_rss_mb']:>8}"
+        )
+    for name, rows in results["workloads"].items():
+        for contender, row in rows.items():
+            if "latency_ms" in row:
+                print(f"{name}: {contender} match latency ms {row['latency_ms']}")
+        w = rows["waitline"]
+        if "lateness_ms" in w:
+            print(f"{name}: timeout lateness ms {w['lateness_ms']}, early {w['early_firings']}")
+            big = w["with_pending_waits"]
+            print(
+                f"{name}: with {big['pending_waits']:,} pending waits: {big['lateness_ms']}, "
+                f"early {big['early_firings']}"
+            )
+        if "ratio_to_small_state" in w:
+            print(f"{name}: throughput ÷ small state {w['ratio_to_small_state']}")
+    if "restore" in results:
+        fresh = results["restore"]["fresh_state_dir"]
+        print(
+            f"restore (make recovery): {fresh['restore_records_per_s']:,} records/s "
+            f"({fresh['changelog_records_restored']:,} in {fresh['restore_seconds']} s)"
+        )
+
+
+def _chart(results: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart (pip install '.[bench]')")
+        return
+    names = list(results["workloads"])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.27
+    for i, contender in enumerate(CONTENDERS):
+        values = [results["workloads"][n].get(contender, {}).get("records_per_s", 0) for n in names]
+        ax.bar([x + (i - 1) * width for x in range(len(names))], values, width, label=contender)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("input records/s (median)")
+    ax.set_title("waitline vs ceiling vs faust-streaming (embedded broker, 2 cores)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "passthrough":
+        passthrough(*sys.argv[2:5])
+    else:
+        sys.path.insert(0, str(REPO))
+        raise SystemExit(main())
