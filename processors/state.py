@@ -78,9 +78,9 @@ DERIVED = frozenset({_TIMER, _EXPIRY})
 def derived_entries(key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
     """The index entries that the entry ``key = value`` implies."""
     tag = key[:1]
-    if tag == _WAIT:
-        wait = PendingWait.from_bytes(value)
-        return [(_TIMER + _u64(wait.deadline) + wait.wait_id.encode(), wait.pair)]
+    if tag == _WAIT:  # the layout of PendingWait.to_bytes: [waitId, runId, pair, registeredAt,
+        fields = from_json(value)  # deadline, ...]
+        return [(_TIMER + _u64(fields[4]) + fields[0].encode(), fields[2].encode())]
     if tag == _RESOLVED:
         return [(_EXPIRY + value[:8] + EXPIRY_RESOLVED + key[1:], b"")]
     if tag == _DEDUP:
