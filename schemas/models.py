@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
 from schemas.durations import DurationError, parse_duration
@@ -169,9 +169,16 @@ _WAIT_COMMAND: TypeAdapter[WaitRegistration | CancelWait | TimerFired] = TypeAda
 
 def parse_wait_command(raw: bytes | dict[str, Any]) -> WaitRegistration | CancelWait | TimerFired:
     """Parse a wait-commands record; a body without ``type`` is a registration."""
-    if isinstance(raw, bytes) and raw[:1] == b"{" and b'"type"' not in raw:
-        # The common case, a registration without ``type``: parsed and validated in one step.
-        return WaitRegistration.model_validate_json(raw)
+    if isinstance(raw, bytes) and raw[:1] == b"{":
+        # The common cases, parsed and validated in one step: a registration without ``type``,
+        # and a record whose top-level ``type`` picks the model (cancel, timer). Anything else
+        # (say, a registration without ``type`` whose context has "type" keys) is decided below.
+        if b'"type"' not in raw:
+            return WaitRegistration.model_validate_json(raw)
+        try:
+            return _WAIT_COMMAND.validate_json(raw)
+        except ValidationError:
+            pass
     body = raw if isinstance(raw, dict) else _loads_object(raw)
     if "type" not in body:
         return WaitRegistration.model_validate(body)
