@@ -29,9 +29,10 @@ first copy on a broker with working transactions). A changelog batch without its
 record, or (exactly-once) beyond the group's committed offsets, is ignored on restore
 (``processors.restore``). A failure after 7 replays nothing.
 
-Timers: after each commit the loop asks every store for deadlines that passed on the wall
-clock and appends a ``timer`` command for each to the wait-commands partition of the same
-number. The wait resolves when that command is processed (SPEC §2.6).
+Timers: after a commit, at most every ``timer_interval_ms`` (50), the loop asks every store for
+deadlines that passed on the wall clock and appends a ``timer`` command for each to the
+wait-commands partition of the same number. The wait resolves when that command is processed
+(SPEC §2.6).
 """
 
 from __future__ import annotations
