@@ -152,10 +152,12 @@ class Correlator:
             return self._on_event_record(state, record)
         return self._on_wait_command_record(state, record)
 
-    def due_timers(self, state: PartitionState, now: int, partition: int, limit: int) -> list[Emit]:
-        """Timer commands for deadlines at or before wall-clock ``now`` (§2.6)."""
+    def due_timers(
+        self, state: PartitionState, now: int, partition: int, limit: int, since: int = 0
+    ) -> list[Emit]:
+        """Timer commands for deadlines in [``since``, wall-clock ``now``] (§2.6)."""
         out = []
-        for timer in state.due_timers(now, limit):
+        for timer in state.due_timers(now, limit, since):
             name, _, key = timer.pair.decode().partition("|")
             command = TimerFired(
                 type="timer",

@@ -38,6 +38,7 @@ wait-commands partition of the same number. The wait resolves when that command 
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import threading
 import time
@@ -110,6 +111,7 @@ class Worker:
             config.topics[Target.WAIT_COMMANDS]: Source.WAIT_COMMANDS,
         }
         self._sent_timers: dict[int, set[bytes]] = {}
+        self._timer_mark: dict[int, int] = {}  # per partition: timers before it were sent
         self._last_purge = time.monotonic()
         self._next_timer_scan = 0.0
         self._group_offsets: dict[int, dict[str, int]] = {}
@@ -311,12 +313,26 @@ class Worker:
         self._next_timer_scan = tick + self.config.timer_interval_ms / 1000
         now = int(time.time() * 1000)
         emits: list[Emit] = []
+        limit = self.config.timer_batch
         for partition, store in self.stores.items():
-            due = self.core.due_timers(store.state, now, partition, self.config.timer_batch)
+            # Scan from where the last scan ended: the timers before it were sent, and those
+            # already resolved are deleted entries RocksDB would step over on every scan until
+            # a compaction (with 100k resolved timeouts that was most of the loop's time). A
+            # timer written since with an earlier deadline (a late record) moves the start back.
+            since = self._timer_mark.get(partition, 0)
+            if store.earliest_new_timer is not None:
+                since = min(since, store.earliest_new_timer)
+                store.earliest_new_timer = None
+            due = self.core.due_timers(store.state, now, partition, limit, since)
             # A timer command is sent once; it stays due until the worker reads it back.
             sent = self._sent_timers.get(partition, set())
             emits.extend(emit for emit in due if emit.value not in sent)
             self._sent_timers[partition] = {emit.value or b"" for emit in due}
+            if len(due) < limit:
+                self._timer_mark[partition] = now + 1
+            else:  # more are due: the next scan starts at the last deadline seen
+                last = json.loads(due[-1].value or b"{}")
+                self._timer_mark[partition] = int(last.get("deadline", since))
         if not emits:
             return
         producer = self._producer
@@ -331,6 +347,7 @@ class Worker:
         except (KafkaException, WorkerError) as exc:
             log.warning("timer commands not written, will retry: %s", exc)
             self._sent_timers.clear()
+            self._timer_mark.clear()
             if self._eos:
                 producer.abort_transaction(30)
             elif not isinstance(exc, WorkerError):
@@ -524,6 +541,7 @@ class Worker:
                 store.close()
             self._paused.pop(number, None)
             self._sent_timers.pop(number, None)
+            self._timer_mark.pop(number, None)
             self._changelog_next.pop(number, None)
         consumer.unassign()
         log.info("revoked partitions %s", numbers)

@@ -46,6 +46,7 @@ __all__ = [
     "TimerEntry",
     "derived_entries",
     "meta_key",
+    "timer_deadline",
 ]
 
 _U64 = struct.Struct(">Q")
@@ -64,6 +65,14 @@ _META = b"m"
 EXPIRY_EVENT = b"e"
 EXPIRY_DEDUP = b"d"
 EXPIRY_RESOLVED = b"r"
+
+
+def timer_deadline(key: bytes) -> int | None:
+    """The deadline of a timer entry's key; None for a key of another keyspace."""
+    if key[:1] != _TIMER:
+        return None
+    deadline: int = _U64.unpack_from(key, 1)[0]
+    return deadline
 
 
 def meta_key(name: str) -> bytes:
@@ -185,10 +194,10 @@ class PartitionState:
         """Delete a timer entry that no pending wait owns (a stale one, after a restore)."""
         self.kv.delete(_TIMER + _u64(deadline) + wait_id.encode())
 
-    def due_timers(self, now: int, limit: int) -> list[TimerEntry]:
-        """Timers with ``deadline <= now``, earliest first, at most ``limit``."""
+    def due_timers(self, now: int, limit: int, since: int = 0) -> list[TimerEntry]:
+        """Timers with ``since <= deadline <= now``, earliest first, at most ``limit``."""
         out = []
-        for key, pair in self.kv.scan(_TIMER, _TIMER + _u64(now + 1)):
+        for key, pair in self.kv.scan(_TIMER + _u64(since), _TIMER + _u64(now + 1)):
             out.append(TimerEntry(_U64.unpack_from(key, 1)[0], key[9:].decode(), pair))
             if len(out) >= limit:
                 break

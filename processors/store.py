@@ -25,7 +25,7 @@ from rocksdict import (
 )
 
 from processors.kv import Overlay
-from processors.state import DERIVED, PartitionState, derived_entries, meta_key
+from processors.state import DERIVED, PartitionState, derived_entries, meta_key, timer_deadline
 
 __all__ = ["PartitionStore", "RocksKV", "StoreState", "open_snapshot"]
 
@@ -104,6 +104,9 @@ class PartitionStore:
         self._state: PartitionState | None = None
         self.offsets: dict[str, int] = {}
         self.changelog_position = 0
+        # The earliest deadline of a timer written since the run loop last took it: the loop
+        # scans for due timers from where its last scan ended, unless a new one lies before.
+        self.earliest_new_timer: int | None = None
 
     def open(self) -> None:
         self._require(StoreState.CLOSED)
@@ -151,11 +154,17 @@ class PartitionStore:
         if not self._overlay.changes and merged == self.offsets and changelog_position is None:
             return
         batch = WriteBatch(raw_mode=True)
+        earliest = self.earliest_new_timer
         for key, value in self._overlay.changes.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+                if key[:1] == b"t":
+                    deadline = timer_deadline(key)
+                    if deadline is not None and (earliest is None or deadline < earliest):
+                        earliest = deadline
+        self.earliest_new_timer = earliest
         batch.put(OFFSETS, json.dumps(merged, sort_keys=True).encode())
         if changelog_position is not None:
             batch.put(CHANGELOG_POSITION, str(changelog_position).encode())

@@ -242,3 +242,19 @@ def test_a_stale_timer_left_by_a_restore_fires_once_and_is_gone(
         assert core.due_timers(copy.state, 60_000, 0, 10) == []  # ...and is deleted
     finally:
         copy.close()
+
+
+def test_commit_remembers_the_earliest_new_timer_for_the_run_loop(store: PartitionStore) -> None:
+    """The loop scans for due timers from where its last scan ended, unless a timer written
+    since lies before that: the store reports the earliest deadline it committed."""
+    assert store.earliest_new_timer is None
+    store.state.add_wait(_wait("late", deadline=9_000))
+    store.state.add_wait(_wait("early", deadline=4_000))
+    store.commit({"wait-commands": 2})
+    assert store.earliest_new_timer == 4_000
+    store.earliest_new_timer = None  # taken by the loop
+    store.state.remove_wait(_wait("early", deadline=4_000))
+    store.commit({"wait-commands": 3})
+    assert store.earliest_new_timer is None  # deletes are no new timers
+    assert [t.wait_id for t in store.state.due_timers(10_000, 10, since=5_000)] == ["late"]
+    assert store.state.due_timers(10_000, 10, since=9_001) == []
