@@ -172,11 +172,13 @@ class Fleet:
         self.tmp = tmp
         self.rng = rng
         self.live: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.logs: list[tuple[int, Path]] = []  # beside live: each worker's log
         self.started = self.kills = self.removals = 0
 
     def start(self, state_dir: Path | None = None) -> None:
         state_dir = state_dir or self.tmp / f"state-{self.started}"
-        log = open(self.tmp / f"worker-{self.started}.log", "wb")  # noqa: SIM115
+        log_path = self.tmp / f"worker-{self.started}.log"
+        log = open(log_path, "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "waitline", "worker"],
             env={**self.env, "WAITLINE_STATE_DIR": str(state_dir)},
@@ -185,10 +187,41 @@ class Fleet:
             cwd=REPO,
         )
         self.live.append((proc, state_dir))
+        self.logs.append((self.started, log_path))
         self.started += 1
 
+    def wait_stable(self, partitions: int, timeout: float = 60.0) -> bool:
+        """Until the live workers' logs say they hold every partition once, restored (ready).
+
+        Used before a SIGKILL or a removal on the embedded broker: Tansu 0.6.0 never replaces a
+        group leader that dies or leaves after being elected and before its SyncGroup, so the
+        survivors wait for an assignment forever (docs/guarantees.md). Apache Kafka expires it
+        after the session timeout; there, `--kill-during-rebalance` keeps those faults in.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            held: list[int] = []
+            for index, _ in enumerate(self.live):
+                held += self._ready_partitions(index)
+            if sorted(held) == list(range(partitions)):
+                return True
+            time.sleep(0.2)  # polling the workers' logs, bounded by the deadline
+        return False
+
+    def _ready_partitions(self, index: int) -> list[int]:
+        _, log = self.logs[index]
+        current: list[int] = []
+        for line in log.read_text(errors="replace").splitlines():
+            if "waitline.worker ready: partitions [" in line:
+                current = [int(p) for p in line.split("[", 1)[1].split("]", 1)[0].split(",") if p]
+            elif "waitline.worker revoked partitions" in line or "assigned partitions" in line:
+                current = []
+        return current
+
     def kill_one(self) -> None:
-        proc, state_dir = self.live.pop(self.rng.randrange(len(self.live)))
+        index = self.rng.randrange(len(self.live))
+        self.logs.pop(index)
+        proc, state_dir = self.live.pop(index)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         self.kills += 1
@@ -196,7 +229,9 @@ class Fleet:
         self.start(state_dir if self.rng.random() < 0.5 else None)
 
     def remove_one(self) -> None:
-        proc, _ = self.live.pop(self.rng.randrange(len(self.live)))
+        index = self.rng.randrange(len(self.live))
+        self.logs.pop(index)
+        proc, _ = self.live.pop(index)
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         self.removals += 1
@@ -210,6 +245,7 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.live.clear()
+        self.logs.clear()
 
 
 def read_resumes(bootstrap: str, topic: str, partitions: int) -> list[dict[str, Any]]:
@@ -272,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int)
     parser.add_argument("--waits", type=int)
     parser.add_argument("--interval", type=float, help="seconds between fault injections")
+    parser.add_argument(
+        "--kill-during-rebalance",
+        action="store_true",
+        help="kill/remove without waiting for a stable group (not on Tansu 0.6.0: wait_stable)",
+    )
     parser.add_argument("--guarantee", default="at_least_once")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--tmp", type=Path, default=None)
@@ -312,10 +353,14 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(interval * rng.uniform(0.5, 1.5))  # random moments, by design
             faults += 1
             if faults % 4 == 0 and len(fleet.live) > 1:
+                if not args.kill_during_rebalance:
+                    fleet.wait_stable(topics.events.partitions)
                 fleet.remove_one()
             elif faults % 4 == 2 and len(fleet.live) < workers + 1:
                 fleet.start()
             else:
+                if not args.kill_during_rebalance:
+                    fleet.wait_stable(topics.events.partitions)
                 fleet.kill_one()
         producing.join()
         while len(fleet.live) < workers:
