@@ -100,13 +100,8 @@ def event_records(t: Topics, n: int, keys: int, tag: str) -> Iterator[Record]:
 
 def produce(p: Producer, records: Iterator[Record] | list[Record]) -> int:
     n = 0
-    for topic, key, value in records:
-        while True:
-            try:
-                p.produce(topic, value, key)
-                break
-            except BufferError:
-                p.poll(0.05)
+    for record in records:
+        produce_one(p, *record)
         n += 1
     p.flush()
     return n
@@ -439,7 +434,9 @@ def timeout_lateness(
                 raise SystemExit(f"waitline did not fire the probe timer; see {tmp}")
             got = any(m.error() is None for m in reader.consume(100, 1.0))
         rng = random.Random(7)
-        timeouts: dict[str, int] = {}
+        seconds = [rng.randint(1, 5) for _ in range(n)]
+        registrations = list(wait_records(t, n, n, "t", lambda i: f"{seconds[i]}s"))
+        timeouts = {f"tw{i}": s * 1000 for i, s in enumerate(seconds)}
         start = time.monotonic()
         for i in range(n):
             due = start + i / rate
@@ -448,17 +445,7 @@ def timeout_lateness(
                     if msg.error() is None:
                         early += _lateness(msg.value(), timeouts, lateness)
                 time.sleep(min(0.001, max(0.0, due - time.monotonic())))  # pacing the offer
-            seconds = rng.randint(1, 5)
-            timeouts[f"t{i}"] = seconds * 1000
-            key = f"tk{i}"
-            body = {
-                "waitId": f"t{i}",
-                "runId": f"r{i}",
-                "name": "bench",
-                "correlationKey": key,
-                "timeout": f"{seconds}s",
-            }
-            produce_one(p, t.wait_commands.name, make_key("bench", key), _encode(body))
+            produce_one(p, *registrations[i])
             p.poll(0)
         p.flush()
         deadline = time.monotonic() + 180

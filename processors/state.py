@@ -87,17 +87,17 @@ DERIVED = frozenset({_TIMER, _EXPIRY})
 def derived_entries(key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
     """The index entries that the entry ``key = value`` implies."""
     tag = key[:1]
-    if tag == _WAIT:  # the layout of PendingWait.to_bytes: [waitId, runId, pair, registeredAt,
-        fields = from_json(value)  # deadline, ...]
-        return [(_TIMER + _u64(fields[4]) + fields[0].encode(), fields[2].encode())]
+    if tag == _WAIT:
+        wait = PendingWait.from_bytes(value)
+        return [(_timer_key(wait.deadline, wait.wait_id), wait.pair)]
     if tag == _RESOLVED:
-        return [(_EXPIRY + value[:8] + EXPIRY_RESOLVED + key[1:], b"")]
+        return [(_expiry_key(_U64.unpack_from(value)[0], EXPIRY_RESOLVED, key[1:]), b"")]
     if tag == _DEDUP:
-        return [(_EXPIRY + value[:8] + EXPIRY_DEDUP + key[1:], b"")]
+        return [(_expiry_key(_U64.unpack_from(value)[0], EXPIRY_DEDUP, key[1:]), b"")]
     if tag == _EVENTS:
         pair = key[1:]
         return [
-            (_EXPIRY + _u64(expires_at) + EXPIRY_EVENT + _u64(seq) + pair, b"")
+            (_expiry_key(expires_at, EXPIRY_EVENT, _u64(seq) + pair), b"")
             for _, expires_at, seq in from_json(value)
         ]
     return []
@@ -106,6 +106,14 @@ def derived_entries(key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
 # Times here are never negative: the wire models bound them (>= 0) and the run loop stamps a
 # record without a timestamp with the wall clock.
 _u64 = _U64.pack
+
+
+def _timer_key(deadline: int, wait_id: str) -> bytes:
+    return _TIMER + _u64(deadline) + wait_id.encode()
+
+
+def _expiry_key(expires_at: int, kind: bytes, key: bytes) -> bytes:
+    return _EXPIRY + _u64(expires_at) + kind + key
 
 
 @dataclass(slots=True)
@@ -182,17 +190,17 @@ class PartitionState:
         ids = self.waits_on(wait.pair)
         ids.append(wait.wait_id)
         self._put_list(_INDEX + wait.pair, ids)
-        self.kv.put(_TIMER + _u64(wait.deadline) + wait.wait_id.encode(), wait.pair)
+        self.kv.put(_timer_key(wait.deadline, wait.wait_id), wait.pair)
 
     def remove_wait(self, wait: PendingWait) -> None:
         self.kv.delete(_WAIT + wait.wait_id.encode())
         ids = [i for i in self.waits_on(wait.pair) if i != wait.wait_id]
         self._put_list(_INDEX + wait.pair, ids)
-        self.kv.delete(_TIMER + _u64(wait.deadline) + wait.wait_id.encode())
+        self.kv.delete(_timer_key(wait.deadline, wait.wait_id))
 
     def drop_timer(self, deadline: int, wait_id: str) -> None:
         """Delete a timer entry that no pending wait owns (a stale one, after a restore)."""
-        self.kv.delete(_TIMER + _u64(deadline) + wait_id.encode())
+        self.kv.delete(_timer_key(deadline, wait_id))
 
     def due_timers(self, now: int, limit: int, since: int = 0) -> list[TimerEntry]:
         """Timers with ``since <= deadline <= now``, earliest first, at most ``limit``."""
@@ -305,7 +313,7 @@ class PartitionState:
         return name.encode() + b"\0" + idempotency_key.encode()
 
     def _expire_at(self, expires_at: int, kind: bytes, key: bytes) -> None:
-        self.kv.put(_EXPIRY + _u64(expires_at) + kind + key, b"")
+        self.kv.put(_expiry_key(expires_at, kind, key), b"")
 
     def _put_list(self, key: bytes, items: list[str]) -> None:
         if items:

@@ -160,10 +160,9 @@ class PartitionStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-                if key[:1] == b"t":
-                    deadline = timer_deadline(key)
-                    if deadline is not None and (earliest is None or deadline < earliest):
-                        earliest = deadline
+                deadline = timer_deadline(key)
+                if deadline is not None and (earliest is None or deadline < earliest):
+                    earliest = deadline
         self.earliest_new_timer = earliest
         batch.put(OFFSETS, json.dumps(merged, sort_keys=True).encode())
         if changelog_position is not None:

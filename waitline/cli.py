@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -85,21 +84,20 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from schemas.models import Event
+    from waitline.client import new_event
 
     data = _json_object(args.data, "--data") if args.data else {}
     if args.ttl is not None:
         _duration(args.ttl, "--ttl")
     # Built (and so validated) before connecting: a bad name is the user's mistake, not the
     # broker's, whether or not the broker is up.
-    event = Event(
-        event_id=args.event_id or str(uuid.uuid4()),
-        name=args.name,
-        correlation_key=args.correlation_key,
-        data=data,
+    event = new_event(
+        args.name,
+        args.correlation_key,
+        data,
+        event_id=args.event_id,
         idempotency_key=args.idempotency_key,
         ttl=args.ttl,
-        timestamp=int(time.time() * 1000),
     )
     client = _client(args)
     client.send(event)

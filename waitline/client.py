@@ -36,7 +36,7 @@ from waitline.config import Settings
 from waitline.errors import BrokerError, WaitTimeoutError
 from waitline.topics import Topics, load_topics
 
-__all__ = ["Client", "ResumeSource", "Runner", "Transport"]
+__all__ = ["Client", "ResumeSource", "Runner", "Transport", "new_event"]
 
 
 class Transport(Protocol):
@@ -113,6 +113,28 @@ class _PartitionTail:
         self._consumer.close()
 
 
+def new_event(
+    name: str,
+    correlation_key: str,
+    data: dict[str, Any] | None = None,
+    *,
+    event_id: str | None = None,
+    idempotency_key: str | None = None,
+    ttl: str | None = None,
+    timestamp: int | None = None,
+) -> Event:
+    """An event, validated: a new UUID ``eventId`` and the wall clock unless given."""
+    return Event(
+        event_id=event_id or str(uuid.uuid4()),
+        name=name,
+        correlation_key=correlation_key,
+        data=data or {},
+        idempotency_key=idempotency_key,
+        ttl=ttl,
+        timestamp=timestamp if timestamp is not None else int(time.time() * 1000),
+    )
+
+
 class Client:
     """Producer-side SDK. Thread-compatible, not thread-safe: one per thread."""
 
@@ -155,14 +177,14 @@ class Client:
         timestamp: int | None = None,
     ) -> Event:
         """Publish an event; returns it as sent (with its ``eventId`` and ``timestamp``)."""
-        event = Event(
-            event_id=event_id or str(uuid.uuid4()),
-            name=name,
-            correlation_key=correlation_key,
-            data=data or {},
+        event = new_event(
+            name,
+            correlation_key,
+            data,
+            event_id=event_id,
             idempotency_key=idempotency_key,
             ttl=ttl,
-            timestamp=timestamp if timestamp is not None else int(time.time() * 1000),
+            timestamp=timestamp,
         )
         return self.send(event)
 
