@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from processors.filters import FilterCache, FilterCompileError
 from processors.state import BufferedEvent, PartitionState, PendingWait
@@ -30,7 +31,6 @@ from schemas.models import (
     CancelWait,
     Event,
     Outcome,
-    ResumeCommand,
     TimerFired,
     WaitRegistration,
     parse_wait_command,
@@ -186,8 +186,7 @@ class Correlator:
         self.counters.events += 1
         now = record.timestamp
         # An event without a timestamp takes its record's. It is buffered as received (the
-        # timestamp is kept beside it), so the copy is made only for a resume that carries it.
-        stamped = event.timestamp is not None
+        # timestamp is kept beside it) and stamped only in the resumes that carry it.
         ts: int = event.timestamp if event.timestamp is not None else now
         # An event that expired before it was processed matches nothing and is not kept.
         ttl = parse_duration(event.ttl) if event.ttl is not None else self.settings.event_ttl_ms
@@ -207,23 +206,27 @@ class Correlator:
             )
 
         out: list[Emit] = []
-        candidate: dict[str, Any] | None = None
+        dumped: dict[str, Any] | None = None  # the event as the resume and filters see it
         alive_until = expires_at if ttl > 0 else ts + 1  # ttl 0: alive at its own instant only
         # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
+        resolved: list[PendingWait] = []
         for wait_id in state.waits_on(pair):
             wait = state.get_wait(wait_id)
             if wait is None:
                 continue
             if not _fits(ts, alive_until, wait):
                 continue  # outside the wait's window, though processed while it is pending
-            if not stamped:
-                event, stamped = event.model_copy(update={"timestamp": ts}), True
-            if wait.filter is not None:
-                if candidate is None:
-                    candidate = event.model_dump(by_alias=True, mode="json")
-                if not self.filters.matches(wait.filter, candidate, wait.context):
-                    continue
-            out.append(self._resolve(state, wait, "matched", "continue", event, now))
+            if dumped is None:
+                dumped = event.model_dump(by_alias=True, mode="json")
+                dumped["timestamp"] = ts
+            if wait.filter is not None and not self.filters.matches(
+                wait.filter, dumped, wait.context
+            ):
+                continue
+            out.append(self._resolve(state, wait, "matched", "continue", dumped, now))
+            resolved.append(wait)
+        if resolved:
+            state.remove_waits(pair, resolved)
 
         # §2.4: keep the event for waits that register later, matched or not, until its TTL.
         if ttl > 0:
@@ -293,14 +296,14 @@ class Correlator:
             body = state.event_body(buffered.seq)
             if body is None:
                 continue
-            event = Event.model_validate_json(body)
-            if event.timestamp is None:
-                event = event.model_copy(update={"timestamp": buffered.timestamp})
+            dumped = Event.model_validate_json(body).model_dump(by_alias=True, mode="json")
+            if dumped["timestamp"] is None:
+                dumped["timestamp"] = buffered.timestamp
             if wait.filter is not None and not self.filters.matches(
-                wait.filter, event.model_dump(by_alias=True, mode="json"), wait.context
+                wait.filter, dumped, wait.context
             ):
                 continue
-            return [self._resolve(state, wait, "matched", "continue", event, now, pending=False)]
+            return [self._resolve(state, wait, "matched", "continue", dumped, now)]
         state.add_wait(wait)
         return []
 
@@ -309,6 +312,7 @@ class Correlator:
         if wait is None:
             self.counters.cancels_unknown += 1
             return []
+        state.remove_wait(wait)
         return [self._resolve(state, wait, "cancelled", "cancel", None, record.timestamp)]
 
     def _on_timer(self, state: PartitionState, record: InputRecord, cmd: TimerFired) -> list[Emit]:
@@ -318,6 +322,7 @@ class Correlator:
             state.drop_timer(cmd.deadline, cmd.wait_id)  # left behind by a restore, if at all
             return []
         action: Action = wait.on_timeout  # type: ignore[assignment]
+        state.remove_wait(wait)
         return [self._resolve(state, wait, "timed_out", action, None, record.timestamp)]
 
     # -- outcomes ------------------------------------------------------------------------------
@@ -328,25 +333,26 @@ class Correlator:
         wait: PendingWait,
         outcome: Outcome,
         action: Action,
-        event: Event | None,
+        event: dict[str, Any] | None,
         now: int,
-        *,
-        pending: bool = True,
     ) -> Emit:
-        """§2.3: the one outcome of a wait; afterwards the wait exists only as a tombstone."""
-        resume = ResumeCommand(
-            resume_id=resume_id_for(wait.wait_id, wait.registered_at),
-            wait_id=wait.wait_id,
-            run_id=wait.run_id,
-            outcome=outcome,
-            action=action,
-            event=event,
-            metadata=wait.metadata,
-            registered_at=wait.registered_at,
-            resolved_at=max(now, wait.registered_at),
-        ).to_json()
-        if pending:
-            state.remove_wait(wait)
+        """§2.3: the one outcome of a wait; afterwards the wait exists only as a tombstone.
+
+        The caller removes the wait from the pending ones. ``event`` is the matching event as
+        its wire JSON object (``Event.model_dump(by_alias=True, mode="json")``, stamped).
+        """
+        resume = _resume_json(
+            resume_id_for(wait.wait_id, wait.registered_at),
+            wait.wait_id,
+            wait.run_id,
+            outcome,
+            action,
+            event,
+            None,
+            wait.metadata,
+            wait.registered_at,
+            max(now, wait.registered_at),
+        )
         state.mark_resolved(wait.wait_id, now + self.settings.tombstone_retention_ms, resume)
         self.counters.outcomes[outcome] = self.counters.outcomes.get(outcome, 0) + 1
         return Emit(Target.RESUMES, wait.run_id.encode(), resume)
@@ -393,18 +399,43 @@ def _run_id_of(resume: bytes, fallback: str) -> bytes:
 
 
 def _rejected_resume(wait_id: str, run_id: str, metadata: Any, now: int, reason: str) -> Emit:
-    resume = ResumeCommand(
-        resume_id=resume_id_for(wait_id, now),
-        wait_id=wait_id,
-        run_id=run_id,
-        outcome="rejected",
-        action="fail",
-        error=reason,
-        metadata=metadata,
-        registered_at=now,
-        resolved_at=now,
+    resume = _resume_json(
+        resume_id_for(wait_id, now), wait_id, run_id, "rejected", "fail", None, reason, metadata,
+        now, now,
+    )  # fmt: skip
+    return Emit(Target.RESUMES, run_id.encode(), resume)
+
+
+def _resume_json(
+    resume_id: str,
+    wait_id: str,
+    run_id: str,
+    outcome: Outcome,
+    action: Action,
+    event: dict[str, Any] | None,
+    error: str | None,
+    metadata: Any,
+    registered_at: int,
+    resolved_at: int,
+) -> bytes:
+    """The ``ResumeCommand`` wire JSON, written directly: every input is already validated, so
+    building the model (and validating it again) would only cost time. Same fields, order and
+    nulls as ``ResumeCommand.to_json``; a unit test holds the two equal."""
+    return to_json(
+        {
+            "resumeId": resume_id,
+            "waitId": wait_id,
+            "runId": run_id,
+            "outcome": outcome,
+            "action": action,
+            "event": event,
+            "error": error,
+            "metadata": metadata,
+            "registeredAt": registered_at,
+            "resolvedAt": resolved_at,
+        },
+        inf_nan_mode="null",
     )
-    return Emit(Target.RESUMES, run_id.encode(), resume.to_json())
 
 
 def _salvage_ids(raw: bytes) -> tuple[str, str] | None:

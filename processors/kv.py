@@ -60,19 +60,37 @@ class MemoryKV:
 
 
 _DELETED = None
+_MISSING = object()
 
 
 class Overlay:
-    """Buffers writes over a base ``KV``; reads see the buffered writes first."""
+    """Buffers writes over a base ``KV``; reads see the buffered writes first.
 
-    def __init__(self, base: KV) -> None:
+    With ``cache_limit`` > 0 it also keeps a read cache of committed entries: what was read
+    from the base (misses included) and what the owner reported written to it
+    (``committed``). Only valid while the overlay's owner is the base's only writer; the owner
+    calls ``forget`` when the base changes underneath (a restore). The cache is emptied when
+    it holds ``cache_limit`` entries, so memory stays bounded whatever the state's size.
+    """
+
+    def __init__(self, base: KV, cache_limit: int = 0) -> None:
         self.base = base
         self.changes: dict[bytes, bytes | None] = {}
+        self.cache: dict[bytes, bytes | None] = {}
+        self.cache_limit = cache_limit
+        self._base_get = base.get
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self.changes:
-            return self.changes[key]
-        return self.base.get(key)
+        value = self.changes.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.cache.get(key, _MISSING)
+            if value is _MISSING:
+                value = self._base_get(key)
+                if self.cache_limit:
+                    if len(self.cache) >= self.cache_limit:
+                        self.cache.clear()
+                    self.cache[key] = value
+        return value  # type: ignore[return-value]
 
     def put(self, key: bytes, value: bytes) -> None:
         self.changes[key] = value
@@ -92,4 +110,18 @@ class Overlay:
                 yield key, value
 
     def clear(self) -> None:
+        """Discard the buffered writes (a rollback)."""
         self.changes.clear()
+
+    def committed(self) -> None:
+        """The owner wrote ``changes`` to the base: keep them as cached reads, start afresh."""
+        if self.cache_limit:
+            if len(self.cache) + len(self.changes) > self.cache_limit:
+                self.cache.clear()
+            self.cache.update(self.changes)
+        self.changes.clear()
+
+    def forget(self) -> None:
+        """The base changed underneath: drop the buffered writes and the cached reads."""
+        self.changes.clear()
+        self.cache.clear()

@@ -104,19 +104,23 @@ class Restorer:
         while self._runs and time.monotonic() < deadline:
             messages = consumer.consume(10_000, min(0.2, budget))
             now = time.monotonic()
+            runs = self._runs
             for msg in messages:
-                run = self._runs.get(msg.partition() or 0)
+                run = runs.get(msg.partition() or 0)
                 if run is None:
                     continue
-                run.last_progress = now
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
                         finished.append(run.finish())
-                        del self._runs[run.store.partition]
+                        del runs[run.store.partition]
                         continue
                     raise RestoreError(f"reading {self.topic}: {error.str()}")
                 run.add(msg.key(), msg.value(), msg.offset() or 0)
+            if messages:
+                for run in runs.values():
+                    if run.records != run.seen:
+                        run.seen, run.last_progress = run.records, now
             stuck = [r for r in self._runs.values() if now - r.last_progress > self.idle_timeout]
             if stuck:
                 raise RestoreError(
@@ -163,17 +167,21 @@ class _Run:
         self.position = store.changelog_position
         self.next_offset = store.changelog_position
         self.records = self.batches = self.dropped = 0
+        self.seen = 0  # records at the last progress check
         self.started = self.last_progress = time.monotonic()
 
     def add(self, key: bytes | None, value: bytes | None, offset: int) -> None:
         self.records += 1
         self.next_offset = offset + 1
-        limits = self.limits
         if key is None:
             return
         self.pending.append((key, value))
-        if key != OFFSETS:
-            return
+        if key == OFFSETS:
+            self._close(value, offset)
+
+    def _close(self, value: bytes | None, offset: int) -> None:
+        """A batch's closing record: keep the batch, unless it did not commit."""
+        limits = self.limits
         if limits is not None and not _within(value, limits):
             self.dropped += len(self.pending)
         else:

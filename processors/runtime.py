@@ -65,6 +65,8 @@ from schemas.keys import partition_for
 
 __all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
 
+_UNASSIGNED = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks
+
 log = logging.getLogger("waitline.worker")
 
 
@@ -154,9 +156,11 @@ class Worker:
     def run_once(self) -> int:
         """One loop iteration; returns the number of input records applied."""
         assert self._consumer is not None
-        if self._restoring or self._paused:
+        restoring = bool(self._restoring or self._paused)
+        if restoring:
             self._restore_step()
-        messages = self._take_batch(self._consumer)
+        # While a restore runs, the poll only serves the group (rebalances): no waiting.
+        messages = self._take_batch(self._consumer, 0.0 if restoring else self.config.poll_timeout)
         emits, offsets = self._apply(messages)
         if offsets:
             self._commit(emits, offsets)
@@ -166,18 +170,18 @@ class Worker:
         self._maybe_purge()
         return len(messages)
 
-    def _take_batch(self, consumer: Consumer) -> list[Message]:
+    def _take_batch(self, consumer: Consumer, timeout: float) -> list[Message]:
         """What is already fetched, up to ``batch_size``; if nothing is, the first to arrive.
 
         ``consume(n, timeout)`` alone waits for ``n`` records or the whole timeout, which adds
-        up to ``poll_timeout`` of latency to every record under light load. Under heavy load
+        up to ``timeout`` of latency to every record under light load. Under heavy load
         librdkafka's prefetch queue holds full batches, so the first call returns one at once.
         """
         size = self.config.batch_size
         messages = consumer.consume(size, 0)
         if messages:
             return messages
-        first = consumer.poll(self.config.poll_timeout)
+        first = consumer.poll(timeout)
         if first is None:
             return []
         return [first, *consumer.consume(size - 1, 0)] if size > 1 else [first]
@@ -200,10 +204,16 @@ class Worker:
     # -- steps ---------------------------------------------------------------------------------
 
     def _apply(self, messages: list[Message]) -> tuple[list[Emit], dict[int, dict[str, int]]]:
+        # The per-record loop of the worker: everything it needs is bound to locals first.
         emits: list[Emit] = []
-        offsets: dict[int, dict[str, int]] = {}
+        reached: dict[tuple[int, Source], int] = {}  # (partition, source) → last offset applied
         now_ms = int(time.time() * 1000)
         partitions = self.config.partitions
+        sources = self._sources
+        states = {number: store.state for number, store in self.stores.items()}
+        partition_of = self._partition_of
+        process = self.core.process
+        extend = emits.extend
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -213,31 +223,44 @@ class Worker:
                     raise WorkerError(f"fatal consumer error: {error.str()}")
                 log.warning("consumer error: %s", error.str())
                 continue
-            source = self._sources[msg.topic() or ""]
+            source = sources[msg.topic() or ""]
             partition, offset = msg.partition() or 0, msg.offset() or 0
-            store = self.stores.get(partition)
-            if store is None:  # revoked while the batch was in flight
+            state = states.get(partition)
+            if state is None:  # revoked while the batch was in flight
                 continue
             key = msg.key()
-            headers = _headers(msg)
+            headers = _headers(raw) if (raw := msg.headers()) else ()
             if key is None:
                 target = partition
             else:
-                target = self._partition_of.get(key, -1)
+                target = partition_of.get(key, -1)
                 if target < 0:
-                    if len(self._partition_of) >= 200_000:
-                        self._partition_of.clear()
-                    target = self._partition_of[key] = partition_for(key, partitions)
+                    if len(partition_of) >= 200_000:
+                        partition_of.clear()
+                    target = partition_of[key] = partition_for(key, partitions)
             if target != partition:
                 # Produced with another partitioner: forward to where the pair lives.
                 back = Target.WAIT_COMMANDS if source is Source.WAIT_COMMANDS else Target.EVENTS
                 emits.append(Emit(back, key, msg.value(), headers, target))
             else:
-                _, ts = msg.timestamp()
-                record = InputRecord(
-                    source, key, msg.value(), ts if ts > 0 else now_ms, partition, offset, headers
+                ts = msg.timestamp()[1]
+                extend(
+                    process(
+                        state,
+                        InputRecord(
+                            source,
+                            key,
+                            msg.value(),
+                            ts if ts > 0 else now_ms,
+                            partition,
+                            offset,
+                            headers,
+                        ),
+                    )
                 )
-                emits.extend(self.core.process(store.state, record))
+            reached[partition, source] = offset
+        offsets: dict[int, dict[str, int]] = {}
+        for (partition, source), offset in reached.items():
             offsets.setdefault(partition, {})[source.value] = offset + 1
         self.processed += len(messages)
         return emits, offsets
@@ -254,16 +277,19 @@ class Worker:
             if not self._eos:
                 self._flush()
             changelog = self.config.topics[Target.CHANGELOG]
+            produce, send = producer.produce, self._send
             for partition, store in stores.items():
-                records = store.changelog_records(offsets[partition])
-                last = len(records) - 1
-                for i, (key, value) in enumerate(records):
-                    # Only the closing record reports back: the idempotent producer delivers a
-                    # partition's records in order and without gaps, so its success (and its
-                    # offset, the new changelog position) vouches for the whole batch; a
-                    # failure of any of them fails it too. No callback per state change.
-                    on_delivery = self._on_changelog_delivery if i == last else None
-                    self._send(changelog, key, value, partition, on_delivery)
+                for key, value in store.changelog_changes():
+                    try:  # inline: one call per state change is the changelog's hot path
+                        produce(changelog, value, key, partition)
+                    except BufferError:
+                        send(changelog, key, value, partition, None)
+                # Only the closing record reports back: the idempotent producer delivers a
+                # partition's records in order and without gaps, so its success (and its
+                # offset, the new changelog position) vouches for the whole batch; a failure
+                # of any of them fails it too. No callback per state change.
+                closing_key, closing = store.closing_record(offsets[partition])
+                send(changelog, closing_key, closing, partition, self._on_changelog_delivery)
             self._flush()  # serves the delivery callbacks: changelog positions, errors
             if self._eos:
                 positions = self._positions(offsets)
@@ -393,20 +419,15 @@ class Worker:
     ) -> None:
         producer = self._producer
         assert producer is not None
-        if partition is not None and not headers:  # the common case (changelog): no dict
-            try:
-                producer.produce(topic, value, key, partition, on_delivery)
-                return
-            except BufferError:
-                producer.poll(0.05)
-        kwargs: dict[str, Any] = {"on_delivery": on_delivery}
-        if partition is not None:
-            kwargs["partition"] = partition
-        if headers:
-            kwargs["headers"] = list(headers)
+        # Positional, no kwargs dict: the common case. -1 is librdkafka's "unassigned
+        # partition" (the partitioner decides); confluent-kafka takes headers by keyword only.
+        number = _UNASSIGNED if partition is None else partition
         while True:
             try:
-                producer.produce(topic, value, key, **kwargs)
+                if headers:
+                    producer.produce(topic, value, key, number, on_delivery, headers=list(headers))
+                else:
+                    producer.produce(topic, value, key, number, on_delivery)
                 return
             except BufferError:
                 producer.poll(0.05)
@@ -583,10 +604,8 @@ class Worker:
         return config
 
 
-def _headers(msg: Message) -> tuple[tuple[str, bytes], ...]:
-    raw = msg.headers()
-    if not raw:
-        return ()
+def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
+    """A record's headers (``Message.headers()``, a list or a dict) as (name, bytes) pairs."""
     items = raw.items() if isinstance(raw, dict) else raw
     return tuple(
         (name, value if isinstance(value, bytes) else (value or "").encode())

@@ -40,6 +40,7 @@ from processors.kv import KV
 
 __all__ = [
     "DERIVED",
+    "TIMER_TAG",
     "BufferedEvent",
     "PartitionState",
     "PendingWait",
@@ -80,16 +81,19 @@ def meta_key(name: str) -> bytes:
     return _META + name.encode()
 
 
-# The tags of index entries the changelog leaves out (see the module docstring).
-DERIVED = frozenset({_TIMER, _EXPIRY})
+TIMER_TAG = _TIMER[0]  # the first byte of a timer entry's key, as an int
+
+# The tags (first key bytes, as ints) of index entries the changelog leaves out (see the
+# module docstring).
+DERIVED = frozenset({_TIMER[0], _EXPIRY[0]})
 
 
 def derived_entries(key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
     """The index entries that the entry ``key = value`` implies."""
     tag = key[:1]
     if tag == _WAIT:
-        wait = PendingWait.from_bytes(value)
-        return [(_timer_key(wait.deadline, wait.wait_id), wait.pair)]
+        wait_id, pair, deadline = PendingWait.timer_of(value)
+        return [(_timer_key(deadline, wait_id), pair)]
     if tag == _RESOLVED:
         return [(_expiry_key(_U64.unpack_from(value)[0], EXPIRY_RESOLVED, key[1:]), b"")]
     if tag == _DEDUP:
@@ -152,6 +156,12 @@ class PendingWait:
         w, r, p, reg, dl, ot, lb, f, c, m = from_json(raw)
         return cls(w, r, p.encode(), reg, dl, ot, lb, f, c, m)
 
+    @staticmethod
+    def timer_of(raw: bytes) -> tuple[str, bytes, int]:
+        """``(wait_id, pair, deadline)`` of a stored wait, without building it (restore)."""
+        fields = from_json(raw)
+        return fields[0], fields[2].encode(), fields[4]
+
 
 @dataclass(slots=True)
 class BufferedEvent:
@@ -193,10 +203,16 @@ class PartitionState:
         self.kv.put(_timer_key(wait.deadline, wait.wait_id), wait.pair)
 
     def remove_wait(self, wait: PendingWait) -> None:
-        self.kv.delete(_WAIT + wait.wait_id.encode())
-        ids = [i for i in self.waits_on(wait.pair) if i != wait.wait_id]
-        self._put_list(_INDEX + wait.pair, ids)
-        self.kv.delete(_timer_key(wait.deadline, wait.wait_id))
+        self.remove_waits(wait.pair, [wait])
+
+    def remove_waits(self, pair: bytes, waits: list[PendingWait]) -> None:
+        """Remove waits pending on ``pair`` (an event resolves them together: one index write)."""
+        gone = set()
+        for wait in waits:
+            self.kv.delete(_WAIT + wait.wait_id.encode())
+            self.kv.delete(_timer_key(wait.deadline, wait.wait_id))
+            gone.add(wait.wait_id)
+        self._put_list(_INDEX + pair, [i for i in self.waits_on(pair) if i not in gone])
 
     def drop_timer(self, deadline: int, wait_id: str) -> None:
         """Delete a timer entry that no pending wait owns (a stale one, after a restore)."""
@@ -231,14 +247,24 @@ class PartitionState:
         return self.kv.get(_BODY + _u64(seq))
 
     def buffer_event(self, pair: bytes, event: BufferedEvent, body: bytes) -> None:
-        events = self.events_of(pair)
-        if any(e.seq == event.seq for e in events):
-            return
-        events.append(event)
-        events.sort(key=lambda e: (e.timestamp, e.seq))
-        self._put_events(pair, events)
-        self.kv.put(_BODY + _u64(event.seq), body)
-        self._expire_at(event.expires_at, EXPIRY_EVENT, _u64(event.seq) + pair)
+        # On the hot path: works on the stored [timestamp, expiresAt, seq] triples directly.
+        key = _EVENTS + pair
+        raw = self.kv.get(key)
+        item = [event.timestamp, event.expires_at, event.seq]
+        if raw is None:
+            items = [item]
+        else:
+            items = from_json(raw)
+            if any(stored[2] == event.seq for stored in items):
+                return
+            items.append(item)
+            last = items[-2]
+            if (last[0], last[2]) > (item[0], item[2]):  # arrived out of timestamp order
+                items.sort(key=lambda e: (e[0], e[2]))
+        self.kv.put(key, to_json(items))
+        seq = _u64(event.seq)
+        self.kv.put(_BODY + seq, body)
+        self.kv.put(_expiry_key(event.expires_at, EXPIRY_EVENT, seq + pair), b"")
 
     def drop_event(self, pair: bytes, seq: int) -> None:
         self._put_events(pair, [e for e in self.events_of(pair) if e.seq != seq])

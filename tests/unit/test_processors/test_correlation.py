@@ -21,11 +21,13 @@ from processors.correlation import (
     InputRecord,
     Source,
     Target,
+    _resume_json,
     resume_id_for,
 )
 from processors.kv import MemoryKV
 from processors.state import PartitionState
 from schemas.keys import make_key
+from schemas.models import Event, ResumeCommand
 
 S = 1000  # one second in ms
 H = 3600 * S
@@ -800,3 +802,50 @@ def test_an_event_without_timestamp_carries_its_records_everywhere(core: Core, o
         assert core.register("w1", "paid", "o", 4 * S, **{"if": expr}) == []
         out = resumes(core.event("paid", "o", 5 * S))
     assert [(r["waitId"], r["event"]["timestamp"]) for r in out] == [("w1", 5 * S)]
+
+
+# -- the resume's wire form --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "error", "metadata"),
+    [
+        (None, None, None),
+        (None, "`if` expression does not compile", {"step": 3, "tags": ["a", "b"]}),
+        (
+            {"eventId": "e1", "name": "paid", "correlationKey": "o", "data": {"x": [1.5, None]},
+             "idempotencyKey": None, "ttl": "1h", "timestamp": 17},
+            None,
+            "opaque",
+        ),
+    ],
+)  # fmt: skip
+def test_resume_json_is_the_models_wire_form(
+    event: dict[str, Any] | None, error: str | None, metadata: Any
+) -> None:
+    # The core writes resumes without building ResumeCommand; the bytes must be the model's.
+    model = ResumeCommand(
+        resume_id=resume_id_for("w1", 5),
+        wait_id="w1",
+        run_id="r1",
+        outcome="matched",
+        action="continue",
+        event=None if event is None else Event.model_validate(event),
+        error=error,
+        metadata=metadata,
+        registered_at=5,
+        resolved_at=9,
+    )
+    written = _resume_json(
+        resume_id_for("w1", 5), "w1", "r1", "matched", "continue", event, error, metadata, 5, 9
+    )
+    assert written == model.to_json()
+    assert ResumeCommand.model_validate_json(written) == model
+
+
+def test_a_matched_resume_carries_the_event_stamped_with_its_record_time(core: Core) -> None:
+    core.register("w1", "paid", "o", 1_000, timeout="1h")
+    out = core.event("paid", "o", 2_000, data={"amount": 3})
+    (resume,) = resumes(out)
+    event = ResumeCommand.model_validate(resume).event
+    assert event is not None and event.timestamp == 2_000 and event.data == {"amount": 3}
