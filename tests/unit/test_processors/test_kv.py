@@ -117,3 +117,60 @@ def test_overlay_clear_discards_buffered_writes() -> None:
     overlay.clear()
     assert overlay.get(b"c") == b"C" and overlay.get(b"e") == b"E"
     assert overlay.changes == {}
+
+
+class _CountingKV(MemoryKV):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_overlay_cache_serves_repeated_reads_and_misses_from_memory() -> None:
+    base = _CountingKV()
+    base.put(b"a", b"A")
+    overlay = Overlay(base, cache_limit=10)
+    assert [overlay.get(b"a"), overlay.get(b"a"), overlay.get(b"nope"), overlay.get(b"nope")] == [
+        b"A",
+        b"A",
+        None,
+        None,
+    ]
+    assert base.reads == 2
+
+
+def test_overlay_cache_takes_committed_changes_and_rollback_keeps_them() -> None:
+    base = _CountingKV()
+    overlay = Overlay(base, cache_limit=10)
+    overlay.put(b"a", b"new")
+    overlay.delete(b"b")
+    base.put(b"a", b"new")  # the owner writes the batch to the base...
+    overlay.committed()  # ...and says so
+    assert overlay.changes == {}
+    overlay.put(b"a", b"uncommitted")
+    overlay.clear()  # a rollback forgets the batch, not what was committed
+    assert overlay.get(b"a") == b"new" and overlay.get(b"b") is None
+    assert base.reads == 0
+
+
+def test_overlay_forget_drops_cached_reads() -> None:
+    base = MemoryKV()
+    base.put(b"a", b"old")
+    overlay = Overlay(base, cache_limit=10)
+    assert overlay.get(b"a") == b"old"
+    base.put(b"a", b"restored")  # changed underneath, as a restore does
+    overlay.forget()
+    assert overlay.get(b"a") == b"restored"
+
+
+def test_overlay_cache_stays_within_its_limit() -> None:
+    overlay = Overlay(MemoryKV(), cache_limit=3)
+    for i in range(10):
+        overlay.get(bytes([i]))
+        overlay.put(bytes([100 + i]), b"v")
+        overlay.committed()
+        assert len(overlay.cache) <= 3
+    assert overlay.get(bytes([100 + 9])) == b"v"  # the latest commit is never the one evicted

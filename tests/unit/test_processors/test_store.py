@@ -258,3 +258,17 @@ def test_commit_remembers_the_earliest_new_timer_for_the_run_loop(store: Partiti
     assert store.earliest_new_timer is None  # deletes are no new timers
     assert [t.wait_id for t in store.state.due_timers(10_000, 10, since=5_000)] == ["late"]
     assert store.state.due_timers(10_000, 10, since=9_001) == []
+
+
+def test_a_restore_replaces_what_the_read_cache_held(store: PartitionStore) -> None:
+    assert store.state.get_wait("w1") is None  # a cached miss
+    store.state.add_wait(_wait("w2"))
+    store.commit({"wait-commands": 1})  # a cached committed value
+    restored = [
+        (b"w" + b"w1", _wait("w1").to_bytes()),
+        (b"w" + b"w2", None),
+        (OFFSETS, b'{"wait-commands": 9}'),
+    ]
+    store.apply_restored(restored, changelog_position=3)
+    assert store.state.get_wait("w1") == _wait("w1")
+    assert store.state.get_wait("w2") is None
