@@ -29,7 +29,7 @@ first copy on a broker with working transactions). A changelog batch without its
 record, or (exactly-once) beyond the group's committed offsets, is ignored on restore
 (``processors.restore``). A failure after 7 replays nothing.
 
-Timers: after a commit, at most every ``timer_interval_ms`` (50), the loop asks every store for
+Timers: after a commit, at most every ``timer_interval_ms`` (20), the loop asks every store for
 deadlines that passed on the wall clock and appends a ``timer`` command for each to the
 wait-commands partition of the same number. The wait resolves when that command is processed
 (SPEC §2.6).
@@ -95,7 +95,7 @@ class RuntimeConfig:
     timer_batch: int = 10_000
     purge_interval_ms: int = 10_000
     poll_timeout: float = 0.1
-    timer_interval_ms: int = 50
+    timer_interval_ms: int = 20
 
 
 class Worker:
@@ -159,8 +159,13 @@ class Worker:
         restoring = bool(self._restoring or self._paused)
         if restoring:
             self._restore_step()
-        # While a restore runs, the poll only serves the group (rebalances): no waiting.
-        messages = self._take_batch(self._consumer, 0.0 if restoring else self.config.poll_timeout)
+        # While a restore runs, the poll only serves the group (rebalances): no waiting. An
+        # idle poll waits no longer than the next timer scan.
+        if restoring:
+            timeout = 0.0
+        else:
+            timeout = min(self.config.poll_timeout, self._next_timer_scan - time.monotonic())
+        messages = self._take_batch(self._consumer, max(timeout, 0.0))
         emits, offsets = self._apply(messages)
         if offsets:
             self._commit(emits, offsets)
