@@ -86,9 +86,9 @@ def store_options() -> Options:
     table has a bloom filter (10 bits per key) that answers a miss without reading a block, and
     so does the memtable (whole-key, 2% of the write buffer): a miss that searched the
     memtable's skiplist cost ~2 µs, with the filter ~0.5 µs. Memtables of 16 MiB instead of
-    64: an insert into the smaller skiplist costs ~1.6 µs instead of ~2.4 (a miss then probes
-    a few more files, ~0.85 µs), and flushing them is work for RocksDB's background threads,
-    not the worker's. The stores of one process share a 128 MiB block cache.
+    64: inserts into a smaller skiplist are cheaper and misses probe a few more files; in the
+    worker's mix the two balance (docs/benchmarks.md), and eight stores hold ~200 MiB less.
+    The stores of one process share a 128 MiB block cache.
     """
     global _BLOCK_CACHE
     if _BLOCK_CACHE is None:
