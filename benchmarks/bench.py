@@ -58,7 +58,7 @@ Record = tuple[str, bytes, bytes]  # topic, key, value
 # -- input -------------------------------------------------------------------------------------
 
 
-def _producer(bootstrap: str, linger_ms: int = 50) -> Producer:
+def input_producer(bootstrap: str, linger_ms: int = 50) -> Producer:
     return Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -257,7 +257,7 @@ def measure(
 ) -> tuple[float, float]:
     """Records/s over the stream and peak RSS (MiB) of one contender (over a window for Faust)."""
     preload, stream = build_input(workload, t, scale)
-    p = _producer(bootstrap)
+    p = input_producer(bootstrap)
     loaded = produce(p, preload)
     if not loaded:
         produce(p, stream)
@@ -346,7 +346,7 @@ def live_latency(
     """
     group = f"lat-{contender}-{uuid.uuid4().hex[:8]}"
     m = max(100, int(rate * seconds / 3))
-    p = _producer(bootstrap, linger_ms=5)  # librdkafka's default
+    p = input_producer(bootstrap, linger_ms=5)  # librdkafka's default
     hour = lambda _i: "1h"  # noqa: E731
     produce(p, wait_records(t, m, m, "lat", hour))
     registrations = list(wait_records(t, m, m, "new", hour))
@@ -409,7 +409,7 @@ def timeout_lateness(
     whose resolvedAt is before its deadline, or any other outcome, is an early firing.
     """
     group = f"tmo-{uuid.uuid4().hex[:8]}"
-    p = _producer(bootstrap, linger_ms=5)
+    p = input_producer(bootstrap, linger_ms=5)
     if pending:
         produce(p, wait_records(t, pending, pending, "pend", lambda _i: "1h"))
     proc = _spawn("waitline", bootstrap, prefix, group, tmp)

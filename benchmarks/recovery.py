@@ -23,10 +23,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from bench import input_producer, produce, wait_records
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from schemas.keys import make_key
 from waitline.broker import EmbeddedBroker
 from waitline.topics import create_topics, load_topics
 
@@ -77,36 +77,9 @@ def main() -> int:
             "WAITLINE_TOPICS_FILE": str(REPO / "topics.yaml"),
         }
 
-        producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "partitioner": "murmur2_random",
-                "linger.ms": 50,
-                "batch.num.messages": 10_000,
-                "queue.buffering.max.messages": 1_000_000,
-            }
-        )
         t0 = time.monotonic()
-        for i in range(args.waits):
-            key = f"user-{i}"
-            body = {
-                "waitId": f"w{i}",
-                "runId": f"run-{i}",
-                "name": "recovery",
-                "correlationKey": key,
-                "timeout": "24h",
-            }
-            while True:
-                try:
-                    producer.produce(
-                        topics.wait_commands.name,
-                        json.dumps(body).encode(),
-                        make_key("recovery", key),
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.1)
-        producer.flush()
+        day = lambda _i: "24h"  # noqa: E731
+        produce(input_producer(bootstrap), wait_records(topics, args.waits, args.waits, "", day))
         print(f"produced {args.waits:,} registrations in {time.monotonic() - t0:.1f}s", flush=True)
 
         state = tmp / "state-a"
