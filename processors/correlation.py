@@ -16,7 +16,7 @@ import enum
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +27,7 @@ from processors.state import BufferedEvent, PartitionState, PendingWait
 from schemas.durations import parse_duration
 from schemas.keys import make_key
 from schemas.models import (
+    MAX_EPOCH_MS,
     Action,
     CancelWait,
     Event,
@@ -148,6 +149,12 @@ class Correlator:
                 f"record of {len(record.value)} bytes exceeds the limit of "
                 f"{self.settings.max_record_bytes}",
             )
+        if record.timestamp > MAX_EPOCH_MS:
+            # "now" for every rule; past year 9999 no deadline, expiry or resume time fits.
+            reason = f"record timestamp {record.timestamp} is after the year 9999"
+            if record.source is Source.EVENTS:
+                return self._dead_letter(record, reason)
+            return self._reject_unparsed(replace(record, timestamp=MAX_EPOCH_MS), reason)
         if record.source is Source.EVENTS:
             return self._on_event_record(state, record)
         return self._on_wait_command_record(state, record)

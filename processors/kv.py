@@ -68,16 +68,19 @@ class Overlay:
 
     With ``cache_limit`` > 0 it also keeps a read cache of committed entries: what was read
     from the base (misses included) and what the owner reported written to it
-    (``committed``). Only valid while the overlay's owner is the base's only writer; the owner
+    (``committed``), values of at most ``cache_value_bytes``. Only valid while the overlay's
+    owner is the base's only writer, and writes everything through the overlay; the owner
     calls ``forget`` when the base changes underneath (a restore). The cache is emptied when
-    it holds ``cache_limit`` entries, so memory stays bounded whatever the state's size.
+    it holds ``cache_limit`` entries, so its memory stays below about ``cache_limit`` ×
+    (``cache_value_bytes`` + a key) whatever the state's size.
     """
 
-    def __init__(self, base: KV, cache_limit: int = 0) -> None:
+    def __init__(self, base: KV, cache_limit: int = 0, cache_value_bytes: int = 512) -> None:
         self.base = base
         self.changes: dict[bytes, bytes | None] = {}
         self.cache: dict[bytes, bytes | None] = {}
         self.cache_limit = cache_limit
+        self.cache_value_bytes = cache_value_bytes
         self._base_get = base.get
 
     def get(self, key: bytes) -> bytes | None:
@@ -86,7 +89,7 @@ class Overlay:
             value = self.cache.get(key, _MISSING)
             if value is _MISSING:
                 value = self._base_get(key)
-                if self.cache_limit:
+                if self.cache_limit and (value is None or len(value) <= self.cache_value_bytes):
                     if len(self.cache) >= self.cache_limit:
                         self.cache.clear()
                     self.cache[key] = value
@@ -118,7 +121,12 @@ class Overlay:
         if self.cache_limit:
             if len(self.cache) + len(self.changes) > self.cache_limit:
                 self.cache.clear()
-            self.cache.update(self.changes)
+            most = self.cache_value_bytes
+            for key, value in self.changes.items():
+                if value is None or len(value) <= most:
+                    self.cache[key] = value
+                else:
+                    self.cache.pop(key, None)  # an older, smaller value may be cached
         self.changes.clear()
 
     def forget(self) -> None:

@@ -27,7 +27,7 @@ from processors.correlation import (
 from processors.kv import MemoryKV
 from processors.state import PartitionState
 from schemas.keys import make_key
-from schemas.models import Event, ResumeCommand
+from schemas.models import MAX_EPOCH_MS, Event, ResumeCommand
 
 S = 1000  # one second in ms
 H = 3600 * S
@@ -591,6 +591,20 @@ def test_too_large_record_is_dead_lettered(make_core: Callable[..., Core]) -> No
 def test_record_without_value_is_dead_lettered(core: Core) -> None:
     (dead,) = core.core.process(core.state, InputRecord(Source.EVENTS, b"a|b", None, 0, 0, 1))
     assert dead.target is Target.DEAD_LETTERS and "no value" in _reason(dead)
+
+
+def test_record_stamped_after_year_9999_is_dead_lettered_not_fatal(core: Core) -> None:
+    # A producer's clock (CreateTime) is not bounded; a resume built from it would not validate.
+    late = MAX_EPOCH_MS + 1
+    (dead,) = core.raw(Source.EVENTS, _event_body(), late, b"a|b")
+    assert dead.target is Target.DEAD_LETTERS and "after the year 9999" in _reason(dead)
+    body = {"waitId": "w1", "runId": "r1", "name": "a", "correlationKey": "b", "timeout": "1h"}
+    out = core.raw(Source.WAIT_COMMANDS, json.dumps(body).encode(), late, b"a|b")
+    assert "after the year 9999" in _reason(dead_letters(out)[0])
+    (rejected,) = resumes(out)  # the runner is told, with a resume that validates
+    resume = ResumeCommand.model_validate(rejected)
+    assert (resume.outcome, resume.registered_at) == ("rejected", MAX_EPOCH_MS)
+    assert core.state.get_wait("w1") is None
 
 
 def test_record_at_the_size_limit_is_accepted(make_core: Callable[..., Core]) -> None:

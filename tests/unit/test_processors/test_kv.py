@@ -174,3 +174,18 @@ def test_overlay_cache_stays_within_its_limit() -> None:
         overlay.committed()
         assert len(overlay.cache) <= 3
     assert overlay.get(bytes([100 + 9])) == b"v"  # the latest commit is never the one evicted
+
+
+def test_overlay_cache_leaves_out_large_values() -> None:
+    base = _CountingKV()
+    overlay = Overlay(base, cache_limit=10, cache_value_bytes=4)
+    overlay.put(b"a", b"tiny")
+    base.put(b"a", b"tiny")
+    overlay.committed()
+    assert overlay.get(b"a") == b"tiny" and base.reads == 0
+    overlay.put(b"a", b"much larger")  # replaces the cached small value...
+    base.put(b"a", b"much larger")
+    overlay.committed()
+    assert overlay.get(b"a") == b"much larger"  # ...which must not be served any more
+    assert overlay.get(b"a") == b"much larger"
+    assert base.reads == 2 and b"a" not in overlay.cache

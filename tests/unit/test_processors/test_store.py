@@ -272,3 +272,10 @@ def test_a_restore_replaces_what_the_read_cache_held(store: PartitionStore) -> N
     store.apply_restored(restored, changelog_position=3)
     assert store.state.get_wait("w1") == _wait("w1")
     assert store.state.get_wait("w2") is None
+
+
+def test_committed_metadata_is_read_back_through_the_cache(store: PartitionStore) -> None:
+    assert store.state.get_meta("offsets") is None  # a cached miss...
+    store.commit({"events": 5}, changelog_position=7)
+    assert json.loads(store.state.get_meta("offsets") or b"") == {"events": 5}  # ...replaced
+    assert store.state.get_meta("changelog-position") == b"7"
