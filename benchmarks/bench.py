@@ -20,7 +20,8 @@ with an empty state and with 1,000,000 pending waits; peak RSS (VmHWM) of every 
 the restore rate from benchmarks/results/recovery.json (`make recovery`).
 
 Writes benchmarks/results/latest.json and latest.png and prints a table. `--profile` instead
-runs waitline once over match-heavy under cProfile and prints where the time goes.
+runs waitline once over match-heavy under py-spy and writes where the time goes to
+benchmarks/results/profile.txt.
 """
 
 from __future__ import annotations
@@ -157,12 +158,7 @@ def passthrough(bootstrap: str, prefix: str, group: str) -> None:
             batch = [first, *consumer.consume(4999, 0)] if first is not None else []
         for msg in batch:
             if msg.error() is None:
-                while True:
-                    try:
-                        producer.produce(out, msg.value(), msg.key())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                produce_one(producer, out, msg.key(), msg.value())
         if batch:
             producer.flush()
             consumer.commit(asynchronous=True)
@@ -363,27 +359,18 @@ def live_latency(
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"{contender} did not apply the latency waits; see {tmp}")
             time.sleep(0.2)  # polling committed offsets, bounded by the deadline
-        start = time.monotonic()
-        for i in range(m):
-            due = start + 3 * i / rate
-            while True:
-                for msg in reader.consume(1000, 0):
-                    if msg.error() is None:
-                        _record_latency(msg.value(), latencies)
-                if time.monotonic() >= due:
-                    break
-                time.sleep(min(0.001, max(0.0, due - time.monotonic())))  # pacing the offer
+        body = b'{"eventId":"late%d","name":"bench","correlationKey":"latk%d","timestamp":%d}'
+
+        def offer(i: int) -> None:
             produce_one(p, *registrations[i])
-            body = b'{"eventId":"late%d","name":"bench","correlationKey":"latk%d","timestamp":%d}'
             produce_one(p, events, keys[i], body % (i, i, int(time.time() * 1000)))
             produce_one(p, *misses[i])
-            p.poll(0)
-        p.flush()
-        deadline = time.monotonic() + 60
-        while len(latencies) < m and time.monotonic() < deadline:
-            for msg in reader.consume(1000, 0.1):
-                if msg.error() is None:
-                    _record_latency(msg.value(), latencies)
+
+        def take(value: bytes | None) -> None:
+            _record_latency(value, latencies)
+
+        _offer_paced(p, reader, take, m, 3 / rate, offer)
+        _take_until(reader, take, lambda: len(latencies) >= m, 60)
     finally:
         _stop(proc)
         reader.close()
@@ -416,7 +403,7 @@ def timeout_lateness(
     reader = _reader(bootstrap, t)
     progress = Progress(bootstrap, t, group)
     lateness: list[float] = []
-    early = 0
+    early: list[int] = []  # 1 per resume that fired early or was not a timeout
     try:
         deadline = time.monotonic() + 600
         while progress.committed() < max(pending, 1) and pending:
@@ -437,33 +424,59 @@ def timeout_lateness(
         seconds = [rng.randint(1, 5) for _ in range(n)]
         registrations = list(wait_records(t, n, n, "t", lambda i: f"{seconds[i]}s"))
         timeouts = {f"tw{i}": s * 1000 for i, s in enumerate(seconds)}
-        start = time.monotonic()
-        for i in range(n):
-            due = start + i / rate
-            while time.monotonic() < due:
-                for msg in reader.consume(1000, 0):
-                    if msg.error() is None:
-                        early += _lateness(msg.value(), timeouts, lateness)
-                time.sleep(min(0.001, max(0.0, due - time.monotonic())))  # pacing the offer
-            produce_one(p, *registrations[i])
-            p.poll(0)
-        p.flush()
-        deadline = time.monotonic() + 180
-        while len(lateness) < n and time.monotonic() < deadline:
-            for msg in reader.consume(10_000, 0.2):
-                if msg.error() is None:
-                    early += _lateness(msg.value(), timeouts, lateness)
+
+        def take(value: bytes | None) -> None:
+            early.append(_lateness(value, timeouts, lateness))
+
+        _offer_paced(p, reader, take, n, 1 / rate, lambda i: produce_one(p, *registrations[i]))
+        _take_until(reader, take, lambda: len(lateness) >= n, 180)
     finally:
         _stop(proc)
         reader.close()
         progress.close()
     return {
         "lateness_ms": _percentiles(lateness),
-        "early_firings": early,
+        "early_firings": sum(early),
         "fired": len(lateness),
         "registered": n,
         "pending_waits": pending,
     }
+
+
+def _offer_paced(
+    p: Producer,
+    reader: Consumer,
+    take: Callable[[bytes | None], None],
+    n: int,
+    interval: float,
+    offer: Callable[[int], None],
+) -> None:
+    """``offer(i)`` for i < n, one every ``interval`` s, handing what the reader has to ``take``
+    meanwhile (so reading never lags the offer); then flush the producer."""
+    start = time.monotonic()
+    for i in range(n):
+        due = start + i * interval
+        while True:
+            for msg in reader.consume(1000, 0):
+                if msg.error() is None:
+                    take(msg.value())
+            if time.monotonic() >= due:
+                break
+            time.sleep(min(0.001, max(0.0, due - time.monotonic())))  # pacing the offer
+        offer(i)
+        p.poll(0)
+    p.flush()
+
+
+def _take_until(
+    reader: Consumer, take: Callable[[bytes | None], None], done: Callable[[], bool], seconds: float
+) -> None:
+    """Hand what the reader gets to ``take`` until ``done()``, for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        for msg in reader.consume(10_000, 0.1):
+            if msg.error() is None:
+                take(msg.value())
 
 
 def _lateness(value: bytes | None, timeouts: dict[str, int], out: list[float]) -> int:

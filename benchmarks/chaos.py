@@ -171,8 +171,7 @@ class Fleet:
         self.env = env
         self.tmp = tmp
         self.rng = rng
-        self.live: list[tuple[subprocess.Popen[bytes], Path]] = []
-        self.logs: list[tuple[int, Path]] = []  # beside live: each worker's log
+        self.live: list[_Member] = []
         self.started = self.kills = self.removals = 0
 
     def start(self, state_dir: Path | None = None) -> None:
@@ -186,8 +185,7 @@ class Fleet:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        self.live.append((proc, state_dir))
-        self.logs.append((self.started, log_path))
+        self.live.append(_Member(proc, state_dir, log_path))
         self.started += 1
 
     def wait_stable(self, partitions: int, timeout: float = 60.0) -> bool:
@@ -200,52 +198,54 @@ class Fleet:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            held: list[int] = []
-            for index, _ in enumerate(self.live):
-                held += self._ready_partitions(index)
+            held = [p for member in self.live for p in member.ready_partitions()]
             if sorted(held) == list(range(partitions)):
                 return True
             time.sleep(0.2)  # polling the workers' logs, bounded by the deadline
         return False
 
-    def _ready_partitions(self, index: int) -> list[int]:
-        _, log = self.logs[index]
+    def kill_one(self) -> None:
+        member = self.live.pop(self.rng.randrange(len(self.live)))
+        member.proc.send_signal(signal.SIGKILL)
+        member.proc.wait()
+        self.kills += 1
+        # Half the time the worker comes back where it was; else a new machine takes over.
+        self.start(member.state_dir if self.rng.random() < 0.5 else None)
+
+    def remove_one(self) -> None:
+        member = self.live.pop(self.rng.randrange(len(self.live)))
+        member.proc.send_signal(signal.SIGTERM)
+        member.proc.wait(60)
+        self.removals += 1
+
+    def stop_all(self) -> None:
+        for member in self.live:
+            member.proc.send_signal(signal.SIGTERM)
+        for member in self.live:
+            try:
+                member.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                member.proc.kill()
+        self.live.clear()
+
+
+@dataclass
+class _Member:
+    """A live worker process: its state directory and its log."""
+
+    proc: subprocess.Popen[bytes]
+    state_dir: Path
+    log: Path
+
+    def ready_partitions(self) -> list[int]:
+        """The partitions its log last reported ready (none while a rebalance is under way)."""
         current: list[int] = []
-        for line in log.read_text(errors="replace").splitlines():
+        for line in self.log.read_text(errors="replace").splitlines():
             if "waitline.worker ready: partitions [" in line:
                 current = [int(p) for p in line.split("[", 1)[1].split("]", 1)[0].split(",") if p]
             elif "waitline.worker revoked partitions" in line or "assigned partitions" in line:
                 current = []
         return current
-
-    def kill_one(self) -> None:
-        index = self.rng.randrange(len(self.live))
-        self.logs.pop(index)
-        proc, state_dir = self.live.pop(index)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        self.kills += 1
-        # Half the time the worker comes back where it was; else a new machine takes over.
-        self.start(state_dir if self.rng.random() < 0.5 else None)
-
-    def remove_one(self) -> None:
-        index = self.rng.randrange(len(self.live))
-        self.logs.pop(index)
-        proc, _ = self.live.pop(index)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        self.removals += 1
-
-    def stop_all(self) -> None:
-        for proc, _ in self.live:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _ in self.live:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.live.clear()
-        self.logs.clear()
 
 
 def read_resumes(bootstrap: str, topic: str, partitions: int) -> list[dict[str, Any]]:

@@ -126,9 +126,6 @@ def resume_id_for(wait_id: str, registered_at: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-_ACTION_FOR: dict[str, Action] = {"matched": "continue", "cancelled": "cancel", "rejected": "fail"}
-
-
 class Correlator:
     """Applies SPEC §2 to one record at a time against a ``PartitionState``."""
 
@@ -224,8 +221,7 @@ class Correlator:
             if not _fits(ts, alive_until, wait):
                 continue  # outside the wait's window, though processed while it is pending
             if dumped is None:
-                dumped = event.model_dump(by_alias=True, mode="json")
-                dumped["timestamp"] = ts
+                dumped = _wire_event(event, ts)
             if wait.filter is not None and not self.filters.matches(
                 wait.filter, dumped, wait.context
             ):
@@ -303,9 +299,7 @@ class Correlator:
             body = state.event_body(buffered.seq)
             if body is None:
                 continue
-            dumped = Event.model_validate_json(body).model_dump(by_alias=True, mode="json")
-            if dumped["timestamp"] is None:
-                dumped["timestamp"] = buffered.timestamp
+            dumped = _wire_event(Event.model_validate_json(body), buffered.timestamp)
             if wait.filter is not None and not self.filters.matches(
                 wait.filter, dumped, wait.context
             ):
@@ -346,7 +340,7 @@ class Correlator:
         """§2.3: the one outcome of a wait; afterwards the wait exists only as a tombstone.
 
         The caller removes the wait from the pending ones. ``event`` is the matching event as
-        its wire JSON object (``Event.model_dump(by_alias=True, mode="json")``, stamped).
+        its wire JSON object (``_wire_event``).
         """
         resume = _resume_json(
             resume_id_for(wait.wait_id, wait.registered_at),
@@ -381,6 +375,14 @@ class Correlator:
         source = f"{record.source.value}/{record.partition}/{record.offset}".encode()
         headers = (*record.headers, (HEADER_REASON, reason.encode()), (HEADER_SOURCE, source))
         return [Emit(Target.DEAD_LETTERS, record.key, record.value, headers)]
+
+
+def _wire_event(event: Event, timestamp: int) -> dict[str, Any]:
+    """The event as resumes and filters see it: its wire JSON object, stamped with the time it
+    happened (its own ``timestamp``, else its record's, kept beside the buffered body)."""
+    wire = event.model_dump(by_alias=True, mode="json")
+    wire["timestamp"] = timestamp
+    return wire
 
 
 def _fits(event_ts: int, expires_at: int, wait: PendingWait) -> bool:

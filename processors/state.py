@@ -68,10 +68,8 @@ EXPIRY_DEDUP = b"d"
 EXPIRY_RESOLVED = b"r"
 
 
-def timer_deadline(key: bytes) -> int | None:
-    """The deadline of a timer entry's key; None for a key of another keyspace."""
-    if key[:1] != _TIMER:
-        return None
+def timer_deadline(key: bytes) -> int:
+    """The deadline of a timer entry's key (one whose first byte is ``TIMER_TAG``)."""
     deadline: int = _U64.unpack_from(key, 1)[0]
     return deadline
 
@@ -193,7 +191,7 @@ class PartitionState:
 
     def waits_on(self, pair: bytes) -> list[str]:
         raw = self.kv.get(_INDEX + pair)
-        return [] if raw is None else list(from_json(raw))
+        return [] if raw is None else from_json(raw)  # a fresh list per call
 
     def add_wait(self, wait: PendingWait) -> None:
         self.kv.put(_WAIT + wait.wait_id.encode(), wait.to_bytes())
@@ -264,7 +262,7 @@ class PartitionState:
         self.kv.put(key, to_json(items))
         seq = _u64(event.seq)
         self.kv.put(_BODY + seq, body)
-        self.kv.put(_expiry_key(event.expires_at, EXPIRY_EVENT, seq + pair), b"")
+        self._expire_at(event.expires_at, EXPIRY_EVENT, seq + pair)
 
     def drop_event(self, pair: bytes, seq: int) -> None:
         self._put_events(pair, [e for e in self.events_of(pair) if e.seq != seq])

@@ -185,7 +185,7 @@ class PartitionStore:
         if not changes and merged == self.offsets and changelog_position is None:
             return
         # The metadata goes through the overlay too, so its read cache sees what is written.
-        changes[OFFSETS] = json.dumps(merged, sort_keys=True).encode()
+        changes[OFFSETS] = self.closing_record(offsets)[1]
         if changelog_position is not None:
             changes[CHANGELOG_POSITION] = str(changelog_position).encode()
             self.changelog_position = changelog_position
@@ -199,7 +199,7 @@ class PartitionStore:
                 put(key, value)
                 if key[0] == TIMER_TAG:
                     deadline = timer_deadline(key)
-                    if deadline is not None and (earliest is None or deadline < earliest):
+                    if earliest is None or deadline < earliest:
                         earliest = deadline
         self.earliest_new_timer = earliest
         self._db.write(batch)
