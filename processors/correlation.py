@@ -226,10 +226,11 @@ class Correlator:
                 wait.filter, dumped, wait.context
             ):
                 continue
-            out.append(self._resolve(state, wait, "matched", "continue", dumped, now))
             resolved.append(wait)
         if resolved:
-            state.remove_waits(pair, resolved)
+            state.remove_waits(pair, resolved)  # before their tombstones take their keys
+            for wait in resolved:
+                out.append(self._resolve(state, wait, "matched", "continue", dumped, now))
 
         # §2.4: keep the event for waits that register later, matched or not, until its TTL.
         if ttl > 0:
@@ -264,13 +265,13 @@ class Correlator:
         now = record.timestamp
         # §2.5: pending → no-op; resolved → hand the original resume back. Checked before the
         # new body is judged, so a bad repeat of a known waitId never gives it a second outcome.
-        if state.get_wait(reg.wait_id) is not None:
+        known = state.find_wait(reg.wait_id)
+        if isinstance(known, PendingWait):
             self.counters.registrations_duplicate += 1
             return []
-        tombstone = state.resolved(reg.wait_id)
-        if tombstone is not None and tombstone[0] > now:
+        if known is not None and known[0] > now:  # a tombstone that has not expired
             self.counters.resumes_reemitted += 1
-            original = tombstone[1]
+            original = known[1]
             # Keyed by the runId the resume names, as every resume is (§1).
             return [Emit(Target.RESUMES, _run_id_of(original, reg.run_id), original)]
         if reg.if_ is not None:
@@ -296,7 +297,7 @@ class Correlator:
         for buffered in state.events_of(pair):
             if not _fits(buffered.timestamp, buffered.expires_at, wait):
                 continue
-            body = state.event_body(buffered.seq)
+            body = state.event_body(pair, buffered)
             if body is None:
                 continue
             dumped = _wire_event(Event.model_validate_json(body), buffered.timestamp)
@@ -339,8 +340,8 @@ class Correlator:
     ) -> Emit:
         """§2.3: the one outcome of a wait; afterwards the wait exists only as a tombstone.
 
-        The caller removes the wait from the pending ones. ``event`` is the matching event as
-        its wire JSON object (``_wire_event``).
+        The caller removes the wait from the pending ones first (the tombstone takes its key).
+        ``event`` is the matching event as its wire JSON object (``_wire_event``).
         """
         resume = _resume_json(
             resume_id_for(wait.wait_id, wait.registered_at),

@@ -7,20 +7,27 @@ numeric order and range scans walk deadlines and expiries oldest first.
 ======  ==========================================  ==========================================
 tag     key                                         value
 ======  ==========================================  ==========================================
-``w``   waitId                                      pending wait (JSON, see ``PendingWait``)
+``w``   waitId                                      pending wait (JSON list, see
+                                                    ``PendingWait``) or, once resolved, its
+                                                    tombstone: ``\\0``, expiresAt, resume JSON
 ``i``   pair                                        waitIds pending on the pair, registration
                                                     order (JSON list)
 ``e``   pair                                        buffered events of the pair, oldest first:
                                                     JSON list of ``[timestamp, expiresAt, seq]``
-``b``   seq                                         buffered event body (wire JSON)
+``b``   expiresAt, seq, pair                        buffered event body (wire JSON)
 ``d``   name ``\\0`` idempotencyKey                  dedup entry: expiresAt
-``r``   waitId                                      resolved-wait tombstone: expiresAt + resume
 ``t``   deadline, waitId                            pair (the timer index, deadline-ordered)
-``x``   expiresAt, kind, key                        empty (the purge index, expiry-ordered)
-``m``   name                                        metadata (input offsets)
+``x``   expiresAt, kind, key                        empty (the purge index of dedup entries and
+                                                    tombstones, expiry-ordered)
+``m``   name                                        metadata (input offsets, layout version)
 ======  ==========================================  ==========================================
 
-``t`` and ``x`` are indexes derived from other entries (``w``; ``r``, ``d``, ``e``). The changelog
+A wait and its tombstone share the key: a registration asks one question (pending, resolved,
+or new?) with one read, and resolving a wait is one write. An event body's key starts with its
+expiry, so the ``b`` keyspace is its own purge index, walked oldest first; the ``e`` triple
+names the body's key.
+
+``t`` and ``x`` are indexes derived from other entries (``w``, ``d``). The changelog
 does not carry them: a restore rebuilds them with :func:`derived_entries`. It adds the entries a
 restored value implies and never removes any, so a restored store may hold stale ones, which
 are harmless: a stale timer fires a timer command that finds no such pending wait and deletes
@@ -32,6 +39,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from pydantic_core import from_json, to_json
@@ -40,6 +48,7 @@ from processors.kv import KV
 
 __all__ = [
     "DERIVED",
+    "LAYOUT",
     "TIMER_TAG",
     "BufferedEvent",
     "PartitionState",
@@ -58,14 +67,19 @@ _INDEX = b"i"
 _EVENTS = b"e"
 _BODY = b"b"
 _DEDUP = b"d"
-_RESOLVED = b"r"
 _TIMER = b"t"
 _EXPIRY = b"x"
 _META = b"m"
 
-EXPIRY_EVENT = b"e"
 EXPIRY_DEDUP = b"d"
 EXPIRY_RESOLVED = b"r"
+
+# The first byte of a tombstone under ``w`` (a pending wait's JSON list starts with ``[``).
+_TOMBSTONE = b"\0"
+_TOMBSTONE_BYTE = _TOMBSTONE[0]
+
+# The version of this layout, kept under ``m layout`` (``processors.store`` checks it on open).
+LAYOUT = b"2"
 
 
 def timer_deadline(key: bytes) -> int:
@@ -90,18 +104,12 @@ def derived_entries(key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
     """The index entries that the entry ``key = value`` implies."""
     tag = key[:1]
     if tag == _WAIT:
+        if value[0] == _TOMBSTONE_BYTE:
+            return [(_expiry_key(_U64.unpack_from(value, 1)[0], EXPIRY_RESOLVED, key[1:]), b"")]
         wait_id, pair, deadline = PendingWait.timer_of(value)
         return [(_timer_key(deadline, wait_id), pair)]
-    if tag == _RESOLVED:
-        return [(_expiry_key(_U64.unpack_from(value)[0], EXPIRY_RESOLVED, key[1:]), b"")]
     if tag == _DEDUP:
         return [(_expiry_key(_U64.unpack_from(value)[0], EXPIRY_DEDUP, key[1:]), b"")]
-    if tag == _EVENTS:
-        pair = key[1:]
-        return [
-            (_expiry_key(expires_at, EXPIRY_EVENT, _u64(seq) + pair), b"")
-            for _, expires_at, seq in from_json(value)
-        ]
     return []
 
 
@@ -116,6 +124,10 @@ def _timer_key(deadline: int, wait_id: str) -> bytes:
 
 def _expiry_key(expires_at: int, kind: bytes, key: bytes) -> bytes:
     return _EXPIRY + _u64(expires_at) + kind + key
+
+
+def _body_key(pair: bytes, expires_at: int, seq: int) -> bytes:
+    return _BODY + _u64(expires_at) + _u64(seq) + pair
 
 
 @dataclass(slots=True)
@@ -186,8 +198,20 @@ class PartitionState:
     # -- pending waits -------------------------------------------------------------------------
 
     def get_wait(self, wait_id: str) -> PendingWait | None:
+        """The wait if it is pending (not if it resolved: see ``resolved``)."""
         raw = self.kv.get(_WAIT + wait_id.encode())
-        return None if raw is None else PendingWait.from_bytes(raw)
+        if raw is None or raw[0] == _TOMBSTONE_BYTE:
+            return None
+        return PendingWait.from_bytes(raw)
+
+    def find_wait(self, wait_id: str) -> PendingWait | tuple[int, bytes] | None:
+        """The pending wait, else the ``resolved`` tombstone, else None: one read."""
+        raw = self.kv.get(_WAIT + wait_id.encode())
+        if raw is None:
+            return None
+        if raw[0] == _TOMBSTONE_BYTE:
+            return int(_U64.unpack_from(raw, 1)[0]), raw[9:]
+        return PendingWait.from_bytes(raw)
 
     def waits_on(self, pair: bytes) -> list[str]:
         raw = self.kv.get(_INDEX + pair)
@@ -204,7 +228,9 @@ class PartitionState:
         self.remove_waits(wait.pair, [wait])
 
     def remove_waits(self, pair: bytes, waits: list[PendingWait]) -> None:
-        """Remove waits pending on ``pair`` (an event resolves them together: one index write)."""
+        """Remove waits pending on ``pair`` (an event resolves them together: one index write).
+
+        Their ``mark_resolved`` comes after: the tombstone takes the wait's key."""
         gone = set()
         for wait in waits:
             self.kv.delete(_WAIT + wait.wait_id.encode())
@@ -233,7 +259,8 @@ class PartitionState:
 
     def iter_waits(self) -> Iterator[PendingWait]:
         for _, raw in self.kv.scan(_WAIT, _WAIT + _MAX_KEY):
-            yield PendingWait.from_bytes(raw)
+            if raw[0] != _TOMBSTONE_BYTE:
+                yield PendingWait.from_bytes(raw)
 
     # -- buffered events -----------------------------------------------------------------------
 
@@ -241,8 +268,8 @@ class PartitionState:
         raw = self.kv.get(_EVENTS + pair)
         return [] if raw is None else [BufferedEvent(*item) for item in from_json(raw)]
 
-    def event_body(self, seq: int) -> bytes | None:
-        return self.kv.get(_BODY + _u64(seq))
+    def event_body(self, pair: bytes, event: BufferedEvent) -> bytes | None:
+        return self.kv.get(_body_key(pair, event.expires_at, event.seq))
 
     def buffer_event(self, pair: bytes, event: BufferedEvent, body: bytes) -> None:
         # On the hot path: works on the stored [timestamp, expiresAt, seq] triples directly.
@@ -260,13 +287,16 @@ class PartitionState:
             if (last[0], last[2]) > (item[0], item[2]):  # arrived out of timestamp order
                 items.sort(key=lambda e: (e[0], e[2]))
         self.kv.put(key, to_json(items))
-        seq = _u64(event.seq)
-        self.kv.put(_BODY + seq, body)
-        self._expire_at(event.expires_at, EXPIRY_EVENT, seq + pair)
+        self.kv.put(_body_key(pair, event.expires_at, event.seq), body)
 
     def drop_event(self, pair: bytes, seq: int) -> None:
-        self._put_events(pair, [e for e in self.events_of(pair) if e.seq != seq])
-        self.kv.delete(_BODY + _u64(seq))
+        kept = []
+        for event in self.events_of(pair):
+            if event.seq == seq:
+                self.kv.delete(_body_key(pair, event.expires_at, seq))
+            else:
+                kept.append(event)
+        self._put_events(pair, kept)
 
     def iter_buffered(self) -> Iterator[tuple[bytes, BufferedEvent]]:
         for key, raw in self.kv.scan(_EVENTS, _EVENTS + _MAX_KEY):
@@ -288,36 +318,42 @@ class PartitionState:
 
     def resolved(self, wait_id: str) -> tuple[int, bytes] | None:
         """``(expiresAt, resume JSON)`` of a resolved wait's tombstone."""
-        raw = self.kv.get(_RESOLVED + wait_id.encode())
-        if raw is None:
-            return None
-        return int(_U64.unpack_from(raw)[0]), raw[8:]
+        found = self.find_wait(wait_id)
+        return found if isinstance(found, tuple) else None
 
     def mark_resolved(self, wait_id: str, expires_at: int, resume: bytes) -> None:
-        self.kv.put(_RESOLVED + wait_id.encode(), _u64(expires_at) + resume)
-        self._expire_at(expires_at, EXPIRY_RESOLVED, wait_id.encode())
+        """Keep a resolved wait's resume until ``expires_at``, in place of the pending wait."""
+        key = wait_id.encode()
+        self.kv.put(_WAIT + key, _TOMBSTONE + _u64(expires_at) + resume)
+        self._expire_at(expires_at, EXPIRY_RESOLVED, key)
 
     # -- purge ---------------------------------------------------------------------------------
 
     def purge_expired(self, now: int, limit: int) -> int:
         """Remove up to ``limit`` entries that expired at or before ``now``; return the count."""
-        removed = 0
-        for key, _ in list(self.kv.scan(_EXPIRY, _EXPIRY + _u64(now + 1))):
-            if removed >= limit:
-                break
+        # Event bodies are keyed by their expiry: the ``b`` keyspace is their purge index.
+        bodies = list(islice(self.kv.scan(_BODY, _BODY + _u64(now + 1)), limit))
+        for key, _ in bodies:
+            seq: int = _U64.unpack_from(key, 9)[0]
+            pair = key[17:]
+            self._put_events(pair, [e for e in self.events_of(pair) if e.seq != seq])
+            self.kv.delete(key)
+        removed = len(bodies)
+        for key, _ in list(islice(self.kv.scan(_EXPIRY, _EXPIRY + _u64(now + 1)), limit - removed)):
             expires_at = int(_U64.unpack_from(key, 1)[0])
             kind, rest = key[9:10], key[10:]
-            if kind == EXPIRY_EVENT:
-                seq = int(_U64.unpack_from(rest)[0])
-                self.drop_event(rest[8:], seq)
-            elif kind == EXPIRY_DEDUP:
+            if kind == EXPIRY_DEDUP:
                 stored = self.kv.get(_DEDUP + rest)
                 if stored is not None and _U64.unpack(stored)[0] <= expires_at:
                     self.kv.delete(_DEDUP + rest)
             elif kind == EXPIRY_RESOLVED:
-                stored = self.kv.get(_RESOLVED + rest)
-                if stored is not None and _U64.unpack_from(stored)[0] <= expires_at:
-                    self.kv.delete(_RESOLVED + rest)
+                stored = self.kv.get(_WAIT + rest)
+                if (
+                    stored is not None
+                    and stored[0] == _TOMBSTONE_BYTE
+                    and _U64.unpack_from(stored, 1)[0] <= expires_at
+                ):
+                    self.kv.delete(_WAIT + rest)
             self.kv.delete(key)
             removed += 1
         return removed

@@ -27,6 +27,7 @@ from rocksdict import (
 from processors.kv import Overlay
 from processors.state import (
     DERIVED,
+    LAYOUT,
     TIMER_TAG,
     PartitionState,
     derived_entries,
@@ -34,10 +35,11 @@ from processors.state import (
     timer_deadline,
 )
 
-__all__ = ["PartitionStore", "RocksKV", "StoreState", "open_snapshot"]
+__all__ = ["PartitionStore", "RocksKV", "StoreState", "older_layouts", "open_snapshot"]
 
 OFFSETS = meta_key("offsets")  # input offsets; also the last changelog record of every batch
 CHANGELOG_POSITION = meta_key("changelog-position")  # local only: next changelog offset to read
+LAYOUT_KEY = meta_key("layout")  # local only: the state layout version (processors.state)
 
 
 class RocksKV:
@@ -133,6 +135,8 @@ class PartitionStore:
         self._require(StoreState.CLOSED)
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), store_options())
+        if self._db.get(LAYOUT_KEY) is None and self._db.get(OFFSETS) is None:
+            self._db.put(LAYOUT_KEY, LAYOUT)  # a new store (older_layouts finds old ones)
         self._overlay = Overlay(
             RocksKV(self._db),
             cache_limit=READ_CACHE_ENTRIES,
@@ -261,3 +265,21 @@ def open_snapshot(path: Path) -> tuple[PartitionState, Rdict]:
         raise FileNotFoundError(f"no RocksDB store at {path}")
     db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
     return PartitionState(RocksKV(db)), db
+
+
+def older_layouts(root: Path) -> list[Path]:
+    """The stores under ``root`` written in another state layout than this code's.
+
+    Such a store cannot be read; the worker refuses to start on it (``waitline.worker``).
+    """
+    found = []
+    for path in sorted(root.glob("partition-*")):
+        if not (path / "CURRENT").exists():
+            continue
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            if db.get(OFFSETS) is not None and db.get(LAYOUT_KEY) != LAYOUT:
+                found.append(path)
+        finally:
+            db.close()
+    return found

@@ -62,7 +62,7 @@ def buffered_events(
             for pair, event in state.iter_buffered():
                 event_name, _, event_key = pair.decode().partition("|")
                 if (name is None or event_name == name) and (key is None or event_key == key):
-                    body = state.event_body(event.seq)
+                    body = state.event_body(pair, event)
                     wire = json.loads(body) if body is not None else None
                     if wire is not None:  # stored as received; the timestamp it was given
                         wire.setdefault("timestamp", event.timestamp)

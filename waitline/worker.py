@@ -11,8 +11,10 @@ from confluent_kafka.admin import AdminClient
 
 from processors.correlation import CoreSettings, Target
 from processors.runtime import Guarantee, RuntimeConfig, Worker
+from processors.store import older_layouts
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
+from waitline.errors import ConfigError
 from waitline.topics import Topics, check_copartitioned, load_topics
 
 __all__ = ["build_worker", "run_worker"]
@@ -48,7 +50,14 @@ def runtime_config(settings: Settings, topics: Topics, partitions: int) -> Runti
 
 
 def build_worker(settings: Settings) -> Worker:
-    """Check that Kafka answers and the topics are co-partitioned; return an unstarted worker."""
+    """Check the state, that Kafka answers and the topics are co-partitioned; return an
+    unstarted worker."""
+    old = older_layouts(settings.state_dir / settings.group_id)
+    if old:
+        raise ConfigError(
+            f"{old[0]} holds state in an older layout that this version cannot read; "
+            "rebuild it under a new group id or state dir (docs/operations.md, Upgrading)"
+        )
     client = settings.as_librdkafka_dict()
     wait_for_broker(settings.bootstrap_servers, timeout=15.0, extra_config=settings.kafka)
     topics = load_topics(settings.topics_file, settings.topic_prefix)

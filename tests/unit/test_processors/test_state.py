@@ -121,7 +121,7 @@ def test_buffered_events_are_ordered_by_timestamp(state: PartitionState) -> None
     state.buffer_event(b"n|k", BufferedEvent(200, 1000, 3), b"second")
     state.buffer_event(b"n|k", BufferedEvent(100, 1000, 4), b"first-too")  # tie: by arrival
     assert [e.seq for e in state.events_of(b"n|k")] == [2, 4, 3, 1]
-    assert state.event_body(3) == b"second"
+    assert state.event_body(b"n|k", BufferedEvent(200, 1000, 3)) == b"second"
 
 
 def test_buffering_the_same_record_twice_keeps_one(state: PartitionState) -> None:
@@ -135,7 +135,7 @@ def test_drop_event(state: PartitionState) -> None:
     state.buffer_event(b"n|k", BufferedEvent(20, 100, 2), b"two")
     state.drop_event(b"n|k", 1)
     assert [e.seq for e in state.events_of(b"n|k")] == [2]
-    assert state.event_body(1) is None
+    assert state.event_body(b"n|k", BufferedEvent(10, 100, 1)) is None
     state.drop_event(b"n|k", 2)
     assert state.events_of(b"n|k") == []
     assert list(state.iter_buffered()) == []
@@ -164,6 +164,26 @@ def test_tombstones(state: PartitionState) -> None:
     assert state.resolved("w") == (700, b'{"resume": 1}')
 
 
+def test_a_tombstone_takes_the_resolved_waits_key(state: PartitionState) -> None:
+    wait = _wait("w")
+    state.add_wait(wait)
+    assert state.find_wait("w") == wait and state.resolved("w") is None
+    state.remove_wait(wait)
+    state.mark_resolved("w", 700, b"resume")
+    assert state.find_wait("w") == (700, b"resume")
+    assert state.get_wait("w") is None  # resolved is not pending
+    assert list(state.iter_waits()) == []
+    assert [key for key, _ in state.kv.scan(b"w", b"x")] == [b"ww"]  # one entry, no second
+    assert state.find_wait("other") is None
+
+
+def test_purge_leaves_a_wait_registered_again_after_its_tombstone(state: PartitionState) -> None:
+    state.mark_resolved("w", 100, b"old")
+    state.add_wait(_wait("w", deadline=5000))  # a new registration once the tombstone expired
+    assert state.purge_expired(100, 100) == 1  # the tombstone's expiry entry, nothing else
+    assert state.get_wait("w") == _wait("w", deadline=5000)
+
+
 # -- purge -----------------------------------------------------------------------------------
 
 
@@ -178,7 +198,8 @@ def test_purge_removes_only_what_expired(state: PartitionState) -> None:
     assert state.purge_expired(99, 100) == 0
     assert state.purge_expired(100, 100) == 3
     assert [e.seq for e in state.events_of(b"n|k")] == [2]
-    assert state.event_body(1) is None and state.event_body(2) == b"e2"
+    assert state.event_body(b"n|k", BufferedEvent(0, 100, 1)) is None
+    assert state.event_body(b"n|k", BufferedEvent(0, 300, 2)) == b"e2"
     assert state.dedup_expiry("n", "i") is None and state.dedup_expiry("n", "later") == 300
     assert state.resolved("w") is None and state.resolved("v") == (300, b"r")
     assert state.get_wait("pending") is not None

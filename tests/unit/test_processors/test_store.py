@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from processors.state import BufferedEvent, PendingWait
-from processors.store import OFFSETS, PartitionStore, StoreState, open_snapshot
+from processors.store import OFFSETS, PartitionStore, StoreState, older_layouts, open_snapshot
 
 
 def _wait(wait_id: str, deadline: int = 1000) -> PendingWait:
@@ -56,7 +56,7 @@ def test_commit_writes_state_and_offsets_together(store: PartitionStore) -> None
     snapshot, db = open_snapshot(store.path)
     try:
         assert snapshot.get_wait("w1") == _wait("w1")
-        assert snapshot.event_body(3) == b"body"
+        assert snapshot.event_body(b"n|k", BufferedEvent(5, 500, 3)) == b"body"
         assert json.loads(db.get(OFFSETS) or b"") == {"events": 4, "wait-commands": 2}
     finally:
         db.close()
@@ -279,3 +279,20 @@ def test_committed_metadata_is_read_back_through_the_cache(store: PartitionStore
     store.commit({"events": 5}, changelog_position=7)
     assert json.loads(store.state.get_meta("offsets") or b"") == {"events": 5}  # ...replaced
     assert store.state.get_meta("changelog-position") == b"7"
+
+
+def test_a_store_records_its_layout_and_older_ones_are_found(tmp_path: Path) -> None:
+    from rocksdict import Options, Rdict
+
+    current = PartitionStore(tmp_path / "partition-0", 0)
+    current.open()
+    current.state.add_wait(_wait("w1"))
+    current.commit({"events": 1})
+    current.close()
+    unused = Rdict(str(tmp_path / "partition-1"), Options(raw_mode=True))  # nothing processed
+    unused.close()
+    assert older_layouts(tmp_path) == []
+    old = Rdict(str(tmp_path / "partition-2"), Options(raw_mode=True))
+    old.put(OFFSETS, b'{"events": 1}')  # processed, and written before layouts had versions
+    old.close()
+    assert older_layouts(tmp_path) == [tmp_path / "partition-2"]
