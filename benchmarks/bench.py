@@ -47,6 +47,7 @@ from confluent_kafka.admin import AdminClient
 
 from schemas.keys import make_key
 from waitline.broker import EmbeddedBroker
+from waitline.config import Settings
 from waitline.topics import Topics, create_topics, load_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,11 +152,12 @@ def passthrough(bootstrap: str, prefix: str, group: str) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out = f"{prefix}resumes"
+    size = Settings().batch_size  # the worker's batching (Worker._take_batch), same setting
     while not stop.is_set():
-        batch = consumer.consume(5000, 0)  # the worker's batching (Worker._take_batch)
+        batch = consumer.consume(size, 0)
         if not batch:
             first = consumer.poll(0.1)
-            batch = [first, *consumer.consume(4999, 0)] if first is not None else []
+            batch = [first, *consumer.consume(size - 1, 0)] if first is not None else []
         for msg in batch:
             if msg.error() is None:
                 produce_one(producer, out, msg.key(), msg.value())

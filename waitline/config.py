@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         default=None, description="exactly_once: a stable id per worker (default: random)"
     )
     max_record_bytes: int = Field(default=1_048_576, gt=0)
-    batch_size: int = Field(default=5000, gt=0, description="records per consume call")
+    batch_size: int = Field(default=20_000, gt=0, description="records per consume call, max")
     timer_batch: int = Field(default=10_000, gt=0, description="due timers fired per loop, max")
     purge_interval: str = Field(default="10s", description="how often expired state is purged")
     metrics_port: int | None = Field(default=None, description="Prometheus /metrics port")
