@@ -110,6 +110,8 @@ class Worker:
         self.stores: dict[int, PartitionStore] = {}
         self.processed = 0
         self.restored = 0
+        self.input_gaps = 0  # offset gaps in an input partition, each read again once
+        self.input_gaps_recovered = 0  # ... that the second read filled (records were skipped)
         self._eos = config.guarantee is Guarantee.EXACTLY_ONCE
         self._sources = {
             config.topics[Target.EVENTS]: Source.EVENTS,
@@ -122,6 +124,10 @@ class Worker:
         self._group_offsets: dict[int, dict[str, int]] = {}
         self._next_group_commit = 0.0
         self._partition_of: dict[bytes, int] = {}
+        # Per (partition, source): the offset the next input record should have, and the
+        # start of the last gap read again (``_reread``).
+        self._next_input: dict[tuple[int, Source], int] = {}
+        self._gap_reread: dict[tuple[int, Source], int] = {}
         self._delivery_errors: list[str] = []
         self._changelog_next: dict[int, int] = {}
         self._consumer: Consumer | None = None
@@ -222,6 +228,8 @@ class Worker:
         partition_of = self._partition_of
         process = self.core.process
         extend = emits.extend
+        next_input = self._next_input
+        rereading: set[tuple[int, Source]] = set()
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -236,6 +244,26 @@ class Worker:
             state = states.get(partition)
             if state is None:  # revoked while the batch was in flight
                 continue
+            position = (partition, source)
+            if position in rereading:
+                continue  # sought back to a gap: the rest of this partition comes again
+            want = next_input.get(position, offset)
+            if offset != want:
+                if offset > want and self._gap_reread.get(position) != want:
+                    self._reread(msg, position, want)
+                    rereading.add(position)
+                    continue
+            elif self._gap_reread.get(position) == offset:
+                self._gap_reread.pop(position)
+                self.input_gaps_recovered += 1
+                log.warning(
+                    "%s[%d]: records from offset %d were missing from a fetch and came on "
+                    "reading again",
+                    msg.topic(),
+                    partition,
+                    offset,
+                )
+            next_input[position] = offset + 1
             key = msg.key()
             headers = _headers(raw) if (raw := msg.headers()) else ()
             if key is None:
@@ -272,6 +300,21 @@ class Worker:
             offsets.setdefault(partition, {})[source.value] = offset + 1
         self.processed += len(messages)
         return emits, offsets
+
+    def _reread(self, msg: Message, position: tuple[int, Source], want: int) -> None:
+        """An input partition jumped from ``want`` to ``msg.offset()``: read from ``want`` again.
+
+        On Tansu 0.6.0 a live consumer was seen to miss a whole produce batch of a partition
+        (3 and 204 records, once in ~10 runs of 100k records) that it received on a second
+        read. A gap that shows again at the same offset is real (transaction markers, aborted
+        transactions under read_committed, retention) and is accepted (docs/guarantees.md).
+        """
+        assert self._consumer is not None
+        self._gap_reread[position] = want
+        self.input_gaps += 1
+        log.debug("%s[%d]: offset %d follows %d; reading again", msg.topic(), position[0],
+                  msg.offset(), want - 1)  # fmt: skip
+        self._consumer.seek(TopicPartition(msg.topic() or "", position[0], want))
 
     def _commit(self, emits: list[Emit], offsets: dict[int, dict[str, int]]) -> None:
         """Steps 3–8 of the commit protocol (module docstring) for the touched partitions."""
@@ -337,6 +380,15 @@ class Worker:
             for topic, source in self._sources.items():
                 offset = store.offsets.get(source.value, OFFSET_BEGINNING)
                 self._consumer.seek(TopicPartition(topic, partition, offset))
+                self._expect(partition, source, offset)
+
+    def _expect(self, partition: int, source: Source, offset: int) -> None:
+        """The next record of an input partition is at ``offset`` (a seek), if known."""
+        if offset >= 0:
+            self._next_input[partition, source] = offset
+        else:
+            self._next_input.pop((partition, source), None)
+        self._gap_reread.pop((partition, source), None)
 
     def _fire_timers(self) -> None:
         # A scan per partition costs a RocksDB iterator each; once per interval keeps that off
@@ -534,9 +586,11 @@ class Worker:
         for tp in ready:
             # The restore may have moved the store past what the local copy said at assignment.
             store = self.stores[tp.partition]
-            offset = store.offsets.get(self._sources[tp.topic].value, OFFSET_BEGINNING)
+            source = self._sources[tp.topic]
+            offset = store.offsets.get(source.value, OFFSET_BEGINNING)
             if offset != tp.offset:
                 self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            self._expect(tp.partition, source, offset)
         self._consumer.resume(ready)
         seconds = time.monotonic() - self._restore_started
         log.info(
@@ -572,6 +626,8 @@ class Worker:
             self._sent_timers.pop(number, None)
             self._timer_mark.pop(number, None)
             self._changelog_next.pop(number, None)
+            for source in self._sources.values():
+                self._expect(number, source, -1)
         consumer.unassign()
         log.info("revoked partitions %s", numbers)
 

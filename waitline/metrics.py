@@ -42,6 +42,16 @@ class WorkerCollector(Collector):
             "`if` evaluations that failed",
             value=self.worker.core.filters.errors,
         )
+        yield CounterMetricFamily(
+            "waitline_input_gaps",
+            "offset gaps in an input partition, each read again once",
+            value=self.worker.input_gaps,
+        )
+        yield CounterMetricFamily(
+            "waitline_input_gaps_recovered",
+            "gaps whose records came on reading again (the broker had skipped them)",
+            value=self.worker.input_gaps_recovered,
+        )
         yield GaugeMetricFamily(
             "waitline_assigned_partitions", "partitions owned", value=len(self.worker.stores)
         )
