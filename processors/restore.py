@@ -25,7 +25,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from processors.store import OFFSETS, PartitionStore
+from processors.store import LAYOUT_RECORD, OFFSETS, PartitionStore
 
 __all__ = ["RestoreError", "RestoreStats", "Restorer"]
 
@@ -181,6 +181,12 @@ class _Run:
 
     def _close(self, value: bytes | None, offset: int) -> None:
         """A batch's closing record: keep the batch, unless it did not commit."""
+        if len(self.pending) < 2 or self.pending[-2] != LAYOUT_RECORD:
+            raise RestoreError(
+                f"changelog partition {self.store.partition} holds a batch in another state "
+                f"layout (closed at offset {offset}); this version cannot restore it "
+                "(docs/operations.md, Upgrading)"
+            )
         limits = self.limits
         if limits is not None and not _within(value, limits):
             self.dropped += len(self.pending)

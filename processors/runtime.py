@@ -60,7 +60,7 @@ from confluent_kafka import (
 
 from processors.correlation import CoreSettings, Correlator, Emit, InputRecord, Source, Target
 from processors.restore import Restorer
-from processors.store import PartitionStore
+from processors.store import LAYOUT_RECORD, PartitionStore
 from schemas.keys import partition_for
 
 __all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
@@ -165,6 +165,7 @@ class Worker:
     def run_once(self) -> int:
         """One loop iteration; returns the number of input records applied."""
         assert self._consumer is not None
+        before = self.processed
         restoring = bool(self._restoring or self._paused)
         if restoring:
             self._restore_step()
@@ -182,7 +183,7 @@ class Worker:
             self._flush_group_offsets()  # idle: report what the last batches reached
         self._fire_timers()
         self._maybe_purge()
-        return len(messages)
+        return self.processed - before
 
     def _take_batch(self, consumer: Consumer, timeout: float) -> list[Message]:
         """What is already fetched, up to ``batch_size``; if nothing is, the first to arrive.
@@ -230,6 +231,7 @@ class Worker:
         extend = emits.extend
         next_input = self._next_input
         rereading: set[tuple[int, Source]] = set()
+        skipped = 0
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -246,12 +248,14 @@ class Worker:
                 continue
             position = (partition, source)
             if position in rereading:
+                skipped += 1
                 continue  # sought back to a gap: the rest of this partition comes again
             want = next_input.get(position, offset)
             if offset != want:
                 if offset > want and self._gap_reread.get(position) != want:
                     self._reread(msg, position, want)
                     rereading.add(position)
+                    skipped += 1
                     continue
             elif self._gap_reread.get(position) == offset:
                 self._gap_reread.pop(position)
@@ -298,7 +302,7 @@ class Worker:
         offsets: dict[int, dict[str, int]] = {}
         for (partition, source), offset in reached.items():
             offsets.setdefault(partition, {})[source.value] = offset + 1
-        self.processed += len(messages)
+        self.processed += len(messages) - skipped  # those come again
         return emits, offsets
 
     def _reread(self, msg: Message, position: tuple[int, Source], want: int) -> None:
@@ -339,6 +343,7 @@ class Worker:
                 # partition's records in order and without gaps, so its success (and its
                 # offset, the new changelog position) vouches for the whole batch; a failure
                 # of any of them fails it too. No callback per state change.
+                send(changelog, *LAYOUT_RECORD, partition, None)
                 closing_key, closing = store.closing_record(offsets[partition])
                 send(changelog, closing_key, closing, partition, self._on_changelog_delivery)
             self._flush()  # serves the delivery callbacks: changelog positions, errors

@@ -332,12 +332,10 @@ class PartitionState:
     def purge_expired(self, now: int, limit: int) -> int:
         """Remove up to ``limit`` entries that expired at or before ``now``; return the count."""
         # Event bodies are keyed by their expiry: the ``b`` keyspace is their purge index.
-        bodies = list(islice(self.kv.scan(_BODY, _BODY + _u64(now + 1)), limit))
-        for key, _ in bodies:
-            seq: int = _U64.unpack_from(key, 9)[0]
-            pair = key[17:]
-            self._put_events(pair, [e for e in self.events_of(pair) if e.seq != seq])
-            self.kv.delete(key)
+        bodies = [key for key, _ in islice(self.kv.scan(_BODY, _BODY + _u64(now + 1)), limit)]
+        for key in bodies:
+            self.drop_event(key[17:], _U64.unpack_from(key, 9)[0])
+            self.kv.delete(key)  # also if the pair's list no longer names it
         removed = len(bodies)
         for key, _ in list(islice(self.kv.scan(_EXPIRY, _EXPIRY + _u64(now + 1)), limit - removed)):
             expires_at = int(_U64.unpack_from(key, 1)[0])

@@ -35,11 +35,21 @@ from processors.state import (
     timer_deadline,
 )
 
-__all__ = ["PartitionStore", "RocksKV", "StoreState", "older_layouts", "open_snapshot"]
+__all__ = [
+    "LAYOUT_RECORD",
+    "PartitionStore",
+    "RocksKV",
+    "StoreState",
+    "older_layouts",
+    "open_snapshot",
+]
 
 OFFSETS = meta_key("offsets")  # input offsets; also the last changelog record of every batch
 CHANGELOG_POSITION = meta_key("changelog-position")  # local only: next changelog offset to read
-LAYOUT_KEY = meta_key("layout")  # local only: the state layout version (processors.state)
+LAYOUT_KEY = meta_key("layout")  # the state layout version (processors.state)
+# Every changelog batch carries the layout version just before its closing record, so that a
+# restore can refuse a changelog written in another layout (processors.restore).
+LAYOUT_RECORD = (LAYOUT_KEY, LAYOUT)
 
 
 class RocksKV:
@@ -166,11 +176,12 @@ class PartitionStore:
     def changelog_records(self, offsets: dict[str, int]) -> list[tuple[bytes, bytes | None]]:
         """What the changelog must carry for the buffered changes: each changed key with its new
         value (``None``: deleted), except derived index entries (rebuilt on restore, see
-        ``processors.state``), then the merged input offsets, which close the batch."""
-        return [*self.changelog_changes(), self.closing_record(offsets)]
+        ``processors.state``), then the layout version, then the merged input offsets, which
+        close the batch."""
+        return [*self.changelog_changes(), LAYOUT_RECORD, self.closing_record(offsets)]
 
     def changelog_changes(self) -> Iterator[tuple[bytes, bytes | None]]:
-        """``changelog_records`` without the closing record, as the run loop produces them."""
+        """``changelog_records`` without the last two, as the run loop produces them."""
         self._require(StoreState.OPEN)
         assert self._overlay is not None
         return (item for item in self._overlay.changes.items() if item[0][0] not in DERIVED)

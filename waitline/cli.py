@@ -181,16 +181,23 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from processors.restore import RestoreError
+    from processors.runtime import WorkerError
     from waitline.worker import run_worker
 
-    run_worker(_settings(args))
+    try:
+        run_worker(_settings(args))
+    except (WorkerError, RestoreError) as exc:  # fatal: logged lines above say what led to it
+        raise WaitlineError(f"worker stopped: {exc}") from None
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from waitline import inspect
+    from waitline.worker import check_state_layout
 
     settings = _settings(args)
+    check_state_layout(settings)
     if not inspect.store_paths(settings.state_dir, settings.group_id):
         raise UsageError(
             f"no state under {settings.state_dir / settings.group_id} "

@@ -17,7 +17,7 @@ from waitline.config import Settings
 from waitline.errors import ConfigError
 from waitline.topics import Topics, check_copartitioned, load_topics
 
-__all__ = ["build_worker", "run_worker"]
+__all__ = ["build_worker", "check_state_layout", "run_worker"]
 
 log = logging.getLogger("waitline.worker")
 
@@ -49,15 +49,20 @@ def runtime_config(settings: Settings, topics: Topics, partitions: int) -> Runti
     )
 
 
-def build_worker(settings: Settings) -> Worker:
-    """Check the state, that Kafka answers and the topics are co-partitioned; return an
-    unstarted worker."""
+def check_state_layout(settings: Settings) -> None:
+    """Refuse local stores written in another state layout (processors.state) with one line."""
     old = older_layouts(settings.state_dir / settings.group_id)
     if old:
         raise ConfigError(
             f"{old[0]} holds state in an older layout that this version cannot read; "
             "rebuild it under a new group id or state dir (docs/operations.md, Upgrading)"
         )
+
+
+def build_worker(settings: Settings) -> Worker:
+    """Check the state, that Kafka answers and the topics are co-partitioned; return an
+    unstarted worker."""
+    check_state_layout(settings)
     client = settings.as_librdkafka_dict()
     wait_for_broker(settings.bootstrap_servers, timeout=15.0, extra_config=settings.kafka)
     topics = load_topics(settings.topics_file, settings.topic_prefix)

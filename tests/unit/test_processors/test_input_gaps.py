@@ -65,6 +65,7 @@ def test_a_gap_is_read_again_and_the_rest_of_the_batch_waits(worker: Worker) -> 
     assert worker._consumer.seeks == [(EVENTS, PART, 4)]  # type: ignore[union-attr]
     assert _applied(worker, [4, 5, 6, 7, 8]) == {PART: {"events": 9}}  # they came
     assert (worker.input_gaps, worker.input_gaps_recovered) == (1, 1)
+    assert worker.processed == 9  # the two held back at the gap are counted when they come
     buffered = [e.seq for _, e in worker.stores[PART].state.iter_buffered()]
     assert buffered == list(range(9))  # every event applied once
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from processors.state import BufferedEvent, PendingWait
-from processors.store import OFFSETS, PartitionStore, StoreState, older_layouts, open_snapshot
+from processors.store import (
+    LAYOUT_RECORD,
+    OFFSETS,
+    PartitionStore,
+    StoreState,
+    older_layouts,
+    open_snapshot,
+)
 
 
 def _wait(wait_id: str, deadline: int = 1000) -> PendingWait:
@@ -125,11 +132,13 @@ def test_deletes_are_committed_too(store: PartitionStore) -> None:
         reopened.close()
 
 
-def test_changelog_records_are_the_changes_then_the_offsets(store: PartitionStore) -> None:
+def test_changelog_records_are_the_changes_the_layout_then_the_offsets(
+    store: PartitionStore,
+) -> None:
     store.commit({"events": 1})
     store.state.put_meta("x", b"1")
     records = store.changelog_records({"wait-commands": 5})
-    assert records[:-1] == [(b"mx", b"1")]
+    assert records[:-1] == [(b"mx", b"1"), LAYOUT_RECORD]
     assert records[-1] == (OFFSETS, b'{"events": 1, "wait-commands": 5}')
 
 

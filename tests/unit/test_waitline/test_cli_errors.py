@@ -149,7 +149,7 @@ def test_help(results: Results, args: tuple[str, ...]) -> None:
 
 def test_worker_refuses_state_in_an_older_layout(tmp_path: Path) -> None:
     """A store written by a build with another state layout (processors.state) cannot be read:
-    the worker says so before it contacts Kafka, instead of misreading it."""
+    the worker says so before it contacts Kafka, and inspect too, instead of misreading it."""
     from rocksdict import Options, Rdict
 
     from processors.store import OFFSETS
@@ -157,8 +157,11 @@ def test_worker_refuses_state_in_an_older_layout(tmp_path: Path) -> None:
     old = Rdict(str(tmp_path / "g" / "partition-0"), Options(raw_mode=True))
     old.put(OFFSETS, b'{"events": 1}')  # processed something, and has no layout version
     old.close()
-    args = ("worker", "--state-dir", str(tmp_path), "--group-id", "g", *NO_KAFKA)
-    result = subprocess.run(
-        [sys.executable, "-m", "waitline", *args], capture_output=True, text=True, cwd=REPO
-    )
-    _assert_one_error_line(result, 2, "older layout")
+    for args in (
+        ("worker", "--state-dir", str(tmp_path), "--group-id", "g", *NO_KAFKA),
+        ("inspect", "summary", "--state-dir", str(tmp_path), "--group-id", "g"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "waitline", *args], capture_output=True, text=True, cwd=REPO
+        )
+        _assert_one_error_line(result, 2, "older layout")
