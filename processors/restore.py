@@ -25,7 +25,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from processors.store import LAYOUT_RECORD, OFFSETS, PartitionStore
+from processors.store import ANY_OFFSETS, OFFSETS, PartitionStore
+
+_META = ANY_OFFSETS[0]  # the metadata keyspace's tag (processors.state), as an int
 
 __all__ = ["RestoreError", "RestoreStats", "Restorer"]
 
@@ -178,15 +180,15 @@ class _Run:
         self.pending.append((key, value))
         if key == OFFSETS:
             self._close(value, offset)
+        elif key[0] == _META and key.startswith(ANY_OFFSETS):
+            raise RestoreError(
+                f"changelog partition {self.store.partition} holds a batch in another state "
+                f"layout ({key.decode(errors='replace')!r} at offset {offset}); this version "
+                "cannot restore it (docs/operations.md, Upgrading)"
+            )
 
     def _close(self, value: bytes | None, offset: int) -> None:
         """A batch's closing record: keep the batch, unless it did not commit."""
-        if len(self.pending) < 2 or self.pending[-2] != LAYOUT_RECORD:
-            raise RestoreError(
-                f"changelog partition {self.store.partition} holds a batch in another state "
-                f"layout (closed at offset {offset}); this version cannot restore it "
-                "(docs/operations.md, Upgrading)"
-            )
         limits = self.limits
         if limits is not None and not _within(value, limits):
             self.dropped += len(self.pending)

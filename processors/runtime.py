@@ -60,7 +60,7 @@ from confluent_kafka import (
 
 from processors.correlation import CoreSettings, Correlator, Emit, InputRecord, Source, Target
 from processors.restore import Restorer
-from processors.store import LAYOUT_RECORD, PartitionStore
+from processors.store import PartitionStore
 from schemas.keys import partition_for
 
 __all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
@@ -343,7 +343,6 @@ class Worker:
                 # partition's records in order and without gaps, so its success (and its
                 # offset, the new changelog position) vouches for the whole batch; a failure
                 # of any of them fails it too. No callback per state change.
-                send(changelog, *LAYOUT_RECORD, partition, None)
                 closing_key, closing = store.closing_record(offsets[partition])
                 send(changelog, closing_key, closing, partition, self._on_changelog_delivery)
             self._flush()  # serves the delivery callbacks: changelog positions, errors

@@ -19,7 +19,8 @@ tag     key                                         value
 ``t``   deadline, waitId                            pair (the timer index, deadline-ordered)
 ``x``   expiresAt, kind, key                        empty (the purge index of dedup entries and
                                                     tombstones, expiry-ordered)
-``m``   name                                        metadata (input offsets, layout version)
+``m``   name                                        metadata (``offsets@2``: input offsets; the
+                                                    layout is in the name)
 ======  ==========================================  ==========================================
 
 A wait and its tombstone share the key: a registration asks one question (pending, resolved,
@@ -78,7 +79,7 @@ EXPIRY_RESOLVED = b"r"
 _TOMBSTONE = b"\0"
 _TOMBSTONE_BYTE = _TOMBSTONE[0]
 
-# The version of this layout, kept under ``m layout`` (``processors.store`` checks it on open).
+# The version of this layout; the store's offsets key carries it (``processors.store``).
 LAYOUT = b"2"
 
 

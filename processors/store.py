@@ -36,7 +36,8 @@ from processors.state import (
 )
 
 __all__ = [
-    "LAYOUT_RECORD",
+    "OFFSETS",
+    "OFFSETS_NAME",
     "PartitionStore",
     "RocksKV",
     "StoreState",
@@ -44,12 +45,13 @@ __all__ = [
     "open_snapshot",
 ]
 
-OFFSETS = meta_key("offsets")  # input offsets; also the last changelog record of every batch
+# The input offsets; also the record that closes every changelog batch. Its name carries the
+# state layout (processors.state), so state of another layout is told apart by its offsets
+# key, in a store and in the changelog alike (compaction keeps the last record of every key).
+OFFSETS_NAME = f"offsets@{LAYOUT.decode()}"
+OFFSETS = meta_key(OFFSETS_NAME)
+ANY_OFFSETS = meta_key("offsets")  # the prefix of every layout's offsets key (layout 1: bare)
 CHANGELOG_POSITION = meta_key("changelog-position")  # local only: next changelog offset to read
-LAYOUT_KEY = meta_key("layout")  # the state layout version (processors.state)
-# Every changelog batch carries the layout version just before its closing record, so that a
-# restore can refuse a changelog written in another layout (processors.restore).
-LAYOUT_RECORD = (LAYOUT_KEY, LAYOUT)
 
 
 class RocksKV:
@@ -145,8 +147,6 @@ class PartitionStore:
         self._require(StoreState.CLOSED)
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(self.path), store_options())
-        if self._db.get(LAYOUT_KEY) is None and self._db.get(OFFSETS) is None:
-            self._db.put(LAYOUT_KEY, LAYOUT)  # a new store (older_layouts finds old ones)
         self._overlay = Overlay(
             RocksKV(self._db),
             cache_limit=READ_CACHE_ENTRIES,
@@ -176,12 +176,11 @@ class PartitionStore:
     def changelog_records(self, offsets: dict[str, int]) -> list[tuple[bytes, bytes | None]]:
         """What the changelog must carry for the buffered changes: each changed key with its new
         value (``None``: deleted), except derived index entries (rebuilt on restore, see
-        ``processors.state``), then the layout version, then the merged input offsets, which
-        close the batch."""
-        return [*self.changelog_changes(), LAYOUT_RECORD, self.closing_record(offsets)]
+        ``processors.state``), then the merged input offsets, which close the batch."""
+        return [*self.changelog_changes(), self.closing_record(offsets)]
 
     def changelog_changes(self) -> Iterator[tuple[bytes, bytes | None]]:
-        """``changelog_records`` without the last two, as the run loop produces them."""
+        """``changelog_records`` without the closing record, as the run loop produces them."""
         self._require(StoreState.OPEN)
         assert self._overlay is not None
         return (item for item in self._overlay.changes.items() if item[0][0] not in DERIVED)
@@ -289,7 +288,9 @@ def older_layouts(root: Path) -> list[Path]:
             continue
         db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
         try:
-            if db.get(OFFSETS) is not None and db.get(LAYOUT_KEY) != LAYOUT:
+            if any(
+                key != OFFSETS for key, _ in RocksKV(db).scan(ANY_OFFSETS, ANY_OFFSETS + b"\xff")
+            ):
                 found.append(path)
         finally:
             db.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processors.store import open_snapshot
+from processors.store import OFFSETS_NAME, open_snapshot
 
 __all__ = ["StateSummary", "buffered_events", "pending_waits", "store_paths", "summary"]
 
@@ -84,7 +84,7 @@ def summary(state_dir: Path, group_id: str) -> list[StateSummary]:
     for partition, path in store_paths(state_dir, group_id):
         state, db = open_snapshot(path)
         try:
-            raw = state.get_meta("offsets")
+            raw = state.get_meta(OFFSETS_NAME)
             out.append(
                 StateSummary(
                     partition,

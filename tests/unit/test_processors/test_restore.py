@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from processors.restore import RestoreError, _Run
-from processors.store import LAYOUT_RECORD, OFFSETS, PartitionStore
+from processors.store import OFFSETS, PartitionStore
 
 
 @pytest.fixture
@@ -26,17 +26,18 @@ def _feed(run: _Run, records: list[tuple[bytes, bytes | None]]) -> None:
 
 def test_closed_batches_are_applied_and_an_open_one_is_not(store: PartitionStore) -> None:
     run = _Run(store, None)
-    _feed(run, [(b"mx", b"1"), LAYOUT_RECORD, (OFFSETS, b'{"events": 3}'), (b"my", b"2")])
+    _feed(run, [(b"mx", b"1"), (OFFSETS, b'{"events": 3}'), (b"my", b"2")])
     stats = run.finish()
     assert (stats.batches_applied, stats.dropped_records) == (1, 1)
     assert store.state.get_meta("x") == b"1" and store.state.get_meta("y") is None
-    assert store.offsets == {"events": 3} and store.changelog_position == 3
+    assert store.offsets == {"events": 3} and store.changelog_position == 2
 
 
 def test_a_batch_of_another_layout_is_refused(store: PartitionStore) -> None:
-    """A changelog written before layout 2 (no layout record) would be misread: the `r`
-    tombstones ignored, the event bodies not found. The restore stops and says why."""
+    """A changelog written in layout 1 (batches closed by `m offsets`) would be misread: the
+    `r` tombstones ignored, the event bodies not found. The restore stops and says why; the
+    closing key is in every batch, and compaction keeps the last record of each key."""
     run = _Run(store, None)
     with pytest.raises(RestoreError, match="another state layout"):
-        _feed(run, [(b"rw1", b"\0" * 8 + b"{}"), (OFFSETS, b'{"wait-commands": 1}')])
+        _feed(run, [(b"rw1", b"\0" * 8 + b"{}"), (b"moffsets", b'{"wait-commands": 1}')])
     assert store.offsets == {}  # nothing applied

@@ -10,8 +10,8 @@ import pytest
 
 from processors.state import BufferedEvent, PendingWait
 from processors.store import (
-    LAYOUT_RECORD,
     OFFSETS,
+    OFFSETS_NAME,
     PartitionStore,
     StoreState,
     older_layouts,
@@ -132,13 +132,11 @@ def test_deletes_are_committed_too(store: PartitionStore) -> None:
         reopened.close()
 
 
-def test_changelog_records_are_the_changes_the_layout_then_the_offsets(
-    store: PartitionStore,
-) -> None:
+def test_changelog_records_are_the_changes_then_the_offsets(store: PartitionStore) -> None:
     store.commit({"events": 1})
     store.state.put_meta("x", b"1")
     records = store.changelog_records({"wait-commands": 5})
-    assert records[:-1] == [(b"mx", b"1"), LAYOUT_RECORD]
+    assert records[:-1] == [(b"mx", b"1")]
     assert records[-1] == (OFFSETS, b'{"events": 1, "wait-commands": 5}')
 
 
@@ -284,13 +282,13 @@ def test_a_restore_replaces_what_the_read_cache_held(store: PartitionStore) -> N
 
 
 def test_committed_metadata_is_read_back_through_the_cache(store: PartitionStore) -> None:
-    assert store.state.get_meta("offsets") is None  # a cached miss...
+    assert store.state.get_meta(OFFSETS_NAME) is None  # a cached miss...
     store.commit({"events": 5}, changelog_position=7)
-    assert json.loads(store.state.get_meta("offsets") or b"") == {"events": 5}  # ...replaced
+    assert json.loads(store.state.get_meta(OFFSETS_NAME) or b"") == {"events": 5}  # replaced
     assert store.state.get_meta("changelog-position") == b"7"
 
 
-def test_a_store_records_its_layout_and_older_ones_are_found(tmp_path: Path) -> None:
+def test_stores_of_an_older_layout_are_found(tmp_path: Path) -> None:
     from rocksdict import Options, Rdict
 
     current = PartitionStore(tmp_path / "partition-0", 0)
@@ -302,6 +300,6 @@ def test_a_store_records_its_layout_and_older_ones_are_found(tmp_path: Path) -> 
     unused.close()
     assert older_layouts(tmp_path) == []
     old = Rdict(str(tmp_path / "partition-2"), Options(raw_mode=True))
-    old.put(OFFSETS, b'{"events": 1}')  # processed, and written before layouts had versions
+    old.put(b"moffsets", b'{"events": 1}')  # processed, in layout 1 (its offsets key)
     old.close()
     assert older_layouts(tmp_path) == [tmp_path / "partition-2"]

@@ -152,10 +152,8 @@ def test_worker_refuses_state_in_an_older_layout(tmp_path: Path) -> None:
     the worker says so before it contacts Kafka, and inspect too, instead of misreading it."""
     from rocksdict import Options, Rdict
 
-    from processors.store import OFFSETS
-
     old = Rdict(str(tmp_path / "g" / "partition-0"), Options(raw_mode=True))
-    old.put(OFFSETS, b'{"events": 1}')  # processed something, and has no layout version
+    old.put(b"moffsets", b'{"events": 1}')  # processed something, in layout 1
     old.close()
     for args in (
         ("worker", "--state-dir", str(tmp_path), "--group-id", "g", *NO_KAFKA),
