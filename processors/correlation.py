@@ -58,6 +58,11 @@ class Source(enum.Enum):
     EVENTS = "events"
     WAIT_COMMANDS = "wait-commands"
 
+    # Members are singletons compared by identity; the C-level identity hash is a dict key
+    # lookup ~0.1 µs faster than Enum's Python ``__hash__`` (the run loop does several per
+    # record).
+    __hash__ = object.__hash__
+
 
 class Target(enum.Enum):
     EVENTS = "events"
@@ -65,6 +70,8 @@ class Target(enum.Enum):
     DEAD_LETTERS = "dead-letters"
     WAIT_COMMANDS = "wait-commands"
     CHANGELOG = "changelog"
+
+    __hash__ = object.__hash__  # as Source's
 
 
 @dataclass(slots=True)
