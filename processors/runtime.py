@@ -59,6 +59,7 @@ from confluent_kafka import (
 )
 
 from processors.correlation import CoreSettings, Correlator, Emit, InputRecord, Source, Target
+from processors.gaps import OffsetGaps
 from processors.restore import Restorer
 from processors.store import PartitionStore
 from schemas.keys import partition_for
@@ -110,8 +111,6 @@ class Worker:
         self.stores: dict[int, PartitionStore] = {}
         self.processed = 0
         self.restored = 0
-        self.input_gaps = 0  # offset gaps in an input partition, each read again once
-        self.input_gaps_recovered = 0  # ... that the second read filled (records were skipped)
         self._eos = config.guarantee is Guarantee.EXACTLY_ONCE
         self._sources = {
             config.topics[Target.EVENTS]: Source.EVENTS,
@@ -124,10 +123,8 @@ class Worker:
         self._group_offsets: dict[int, dict[str, int]] = {}
         self._next_group_commit = 0.0
         self._partition_of: dict[bytes, int] = {}
-        # Per (partition, source): the offset the next input record should have, and the
-        # start of the last gap read again (``_reread``).
-        self._next_input: dict[tuple[int, Source], int] = {}
-        self._gap_reread: dict[tuple[int, Source], int] = {}
+        self._topic_of = {source: topic for topic, source in self._sources.items()}
+        self._gaps = OffsetGaps(self._seek)  # input partitions whose offsets jump: read again
         self._delivery_errors: list[str] = []
         self._changelog_next: dict[int, int] = {}
         self._consumer: Consumer | None = None
@@ -229,7 +226,7 @@ class Worker:
         partition_of = self._partition_of
         process = self.core.process
         extend = emits.extend
-        next_input = self._next_input
+        admit = self._gaps.admit
         rereading: set[tuple[int, Source]] = set()
         skipped = 0
         for msg in messages:
@@ -247,27 +244,10 @@ class Worker:
             if state is None:  # revoked while the batch was in flight
                 continue
             position = (partition, source)
-            if position in rereading:
+            if position in rereading or not admit(msg):
+                rereading.add(position)  # sought back: this partition's rest comes again
                 skipped += 1
-                continue  # sought back to a gap: the rest of this partition comes again
-            want = next_input.get(position, offset)
-            if offset != want:
-                if offset > want and self._gap_reread.get(position) != want:
-                    self._reread(msg, position, want)
-                    rereading.add(position)
-                    skipped += 1
-                    continue
-            elif self._gap_reread.get(position) == offset:
-                self._gap_reread.pop(position)
-                self.input_gaps_recovered += 1
-                log.warning(
-                    "%s[%d]: records from offset %d were missing from a fetch and came on "
-                    "reading again",
-                    msg.topic(),
-                    partition,
-                    offset,
-                )
-            next_input[position] = offset + 1
+                continue
             key = msg.key()
             headers = _headers(raw) if (raw := msg.headers()) else ()
             if key is None:
@@ -305,20 +285,19 @@ class Worker:
         self.processed += len(messages) - skipped  # those come again
         return emits, offsets
 
-    def _reread(self, msg: Message, position: tuple[int, Source], want: int) -> None:
-        """An input partition jumped from ``want`` to ``msg.offset()``: read from ``want`` again.
+    @property
+    def input_gaps(self) -> int:
+        """Offset gaps in an input partition, each read again once (``processors.gaps``)."""
+        return self._gaps.reread
 
-        On Tansu 0.6.0 a live consumer was seen to miss a whole produce batch of a partition
-        (3 and 204 records, once in ~10 runs of 100k records) that it received on a second
-        read. A gap that shows again at the same offset is real (transaction markers, aborted
-        transactions under read_committed, retention) and is accepted (docs/guarantees.md).
-        """
+    @property
+    def input_gaps_recovered(self) -> int:
+        """Gaps whose records came on the second read: a fetch had skipped them."""
+        return self._gaps.recovered
+
+    def _seek(self, tp: TopicPartition) -> None:
         assert self._consumer is not None
-        self._gap_reread[position] = want
-        self.input_gaps += 1
-        log.debug("%s[%d]: offset %d follows %d; reading again", msg.topic(), position[0],
-                  msg.offset(), want - 1)  # fmt: skip
-        self._consumer.seek(TopicPartition(msg.topic() or "", position[0], want))
+        self._consumer.seek(tp)
 
     def _commit(self, emits: list[Emit], offsets: dict[int, dict[str, int]]) -> None:
         """Steps 3–8 of the commit protocol (module docstring) for the touched partitions."""
@@ -388,11 +367,7 @@ class Worker:
 
     def _expect(self, partition: int, source: Source, offset: int) -> None:
         """The next record of an input partition is at ``offset`` (a seek), if known."""
-        if offset >= 0:
-            self._next_input[partition, source] = offset
-        else:
-            self._next_input.pop((partition, source), None)
-        self._gap_reread.pop((partition, source), None)
+        self._gaps.expect(self._topic_of[source], partition, offset)
 
     def _fire_timers(self) -> None:
         # A scan per partition costs a RocksDB iterator each; once per interval keeps that off

@@ -43,6 +43,7 @@ __all__ = [
     "StoreState",
     "older_layouts",
     "open_snapshot",
+    "partition_stores",
 ]
 
 # The input offsets; also the record that closes every changelog batch. Its name carries the
@@ -277,20 +278,26 @@ def open_snapshot(path: Path) -> tuple[PartitionState, Rdict]:
     return PartitionState(RocksKV(db)), db
 
 
+def partition_stores(root: Path) -> list[tuple[int, Path]]:
+    """``(partition, path)`` of every store under ``root`` (a group's state), by partition."""
+    found = []
+    for path in root.glob("partition-*"):
+        suffix = path.name.removeprefix("partition-")
+        if suffix.isdigit() and (path / "CURRENT").exists():
+            found.append((int(suffix), path))
+    return sorted(found)
+
+
 def older_layouts(root: Path) -> list[Path]:
     """The stores under ``root`` written in another state layout than this code's.
 
     Such a store cannot be read; the worker refuses to start on it (``waitline.worker``).
     """
     found = []
-    for path in sorted(root.glob("partition-*")):
-        if not (path / "CURRENT").exists():
-            continue
-        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+    for _, path in partition_stores(root):
+        state, db = open_snapshot(path)
         try:
-            if any(
-                key != OFFSETS for key, _ in RocksKV(db).scan(ANY_OFFSETS, ANY_OFFSETS + b"\xff")
-            ):
+            if any(key != OFFSETS for key, _ in state.kv.scan(ANY_OFFSETS, ANY_OFFSETS + b"\xff")):
                 found.append(path)
         finally:
             db.close()

@@ -21,9 +21,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
 from pydantic import ValidationError
 
+from processors.gaps import OffsetGaps
 from schemas.keys import make_key, partition_for
 from schemas.models import (
     CancelWait,
@@ -87,41 +88,6 @@ class _KafkaTransport:
             self._errors.append(error.str())
 
 
-class _Gaps:
-    """Reads a partition again where its offsets jump, once per gap.
-
-    On the embedded broker a live consumer was seen to miss a whole produce batch of a
-    partition that two producers write at once (docs/guarantees.md); ``resumes`` takes
-    records from every worker. A gap that shows again at the same offset is real (transaction
-    markers, aborted records under read_committed) and is let through.
-    """
-
-    def __init__(self, consumer: Consumer) -> None:
-        self.consumer = consumer
-        self.reread = 0  # gaps read again
-        self._next: dict[tuple[str, int], int] = {}
-        self._checked: dict[tuple[str, int], int] = {}
-
-    def admit(self, msg: Message) -> bool:
-        """Whether to take ``msg``; False after seeking back to records a fetch skipped."""
-        where = (msg.topic() or "", msg.partition() or 0)
-        offset = msg.offset() or 0
-        want = self._next.get(where, offset)
-        if offset > want and self._checked.get(where) != want:
-            self._checked[where] = want
-            self.reread += 1
-            self.consumer.seek(TopicPartition(where[0], where[1], want))
-            return False
-        self._next[where] = offset + 1
-        return True
-
-    def forget(self, partitions: list[TopicPartition]) -> None:
-        """Partitions (re)assigned: where they continue is not known here."""
-        for tp in partitions:
-            self._next.pop((tp.topic, tp.partition), None)
-            self._checked.pop((tp.topic, tp.partition), None)
-
-
 class _PartitionTail:
     """Reads one partition of the resumes topic from its end, without a consumer group."""
 
@@ -136,7 +102,7 @@ class _PartitionTail:
             }
         )
         self._consumer.assign([TopicPartition(topic, partition, OFFSET_END)])
-        self._gaps = _Gaps(self._consumer)
+        self._gaps = OffsetGaps(self._consumer.seek)  # see processors.gaps
 
     def poll(self, timeout: float) -> bytes | None:
         msg = self._consumer.poll(timeout)
@@ -402,7 +368,7 @@ class Runner:
                 **self.settings.as_librdkafka_dict(),
             }
         )
-        gaps = _Gaps(consumer)
+        gaps = OffsetGaps(consumer.seek)  # see processors.gaps
         consumer.subscribe(
             [topics.resumes.name],
             on_assign=lambda _c, parts: gaps.forget(parts),

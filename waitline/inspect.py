@@ -13,20 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processors.store import OFFSETS_NAME, open_snapshot
+from processors.store import OFFSETS_NAME, open_snapshot, partition_stores
 
 __all__ = ["StateSummary", "buffered_events", "pending_waits", "store_paths", "summary"]
 
 
 def store_paths(state_dir: Path, group_id: str) -> list[tuple[int, Path]]:
     """``(partition, path)`` of every store of the group, by partition."""
-    base = state_dir / group_id
-    found = []
-    for path in base.glob("partition-*"):
-        suffix = path.name.removeprefix("partition-")
-        if suffix.isdigit() and (path / "CURRENT").exists():
-            found.append((int(suffix), path))
-    return sorted(found)
+    return partition_stores(state_dir / group_id)
 
 
 def pending_waits(

@@ -310,10 +310,10 @@ def test_resume_readers_read_a_skipped_batch_again() -> None:
     real (a transaction marker, say) and let through."""
     from confluent_kafka import Message, TopicPartition
 
-    from waitline.client import _Gaps
+    from processors.gaps import OffsetGaps
 
     consumer = _SeekRecorder()
-    gaps = _Gaps(consumer)  # type: ignore[arg-type]
+    gaps = OffsetGaps(consumer.seek)  # as waitline.client's readers build it
 
     def msg(offset: int, partition: int = 0) -> Message:
         return Message(topic="r", partition=partition, offset=offset, value=b"{}")
