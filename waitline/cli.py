@@ -57,7 +57,8 @@ def _duration(text: str, what: str) -> str:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for field in ("bootstrap_servers", "topics_file", "topic_prefix", "group_id", "state_dir"):
+    named = ("bootstrap_servers", "topics_file", "topic_prefix", "group_id", "state_dir")
+    for field in (*named, "processes"):
         value = getattr(args, field, None)
         if value is not None:
             overrides[field] = value
@@ -183,10 +184,10 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from processors.restore import RestoreError
     from processors.runtime import WorkerError
-    from waitline.worker import run_worker
+    from waitline.worker import run_workers
 
     try:
-        run_worker(_settings(args))
+        run_workers(_settings(args))
     except (WorkerError, RestoreError) as exc:  # fatal: logged lines above say what led to it
         raise WaitlineError(f"worker stopped: {exc}") from None
     return 0
@@ -263,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection(worker)
     worker.add_argument("--group-id", help="consumer group (default waitline)")
     worker.add_argument("--state-dir", help="RocksDB directory (default .waitline/state)")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="worker processes to run, each a group member (default 1; one per core)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     topics = sub.add_parser("topics", help="manage the topics in topics.yaml")

@@ -63,7 +63,12 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=20_000, gt=0, description="records per consume call, max")
     timer_batch: int = Field(default=10_000, gt=0, description="due timers fired per loop, max")
     purge_interval: str = Field(default="10s", description="how often expired state is purged")
-    metrics_port: int | None = Field(default=None, description="Prometheus /metrics port")
+    metrics_port: int | None = Field(
+        default=None, description="Prometheus /metrics port (worker process i: port + i)"
+    )
+    processes: int = Field(
+        default=1, ge=1, le=64, description="worker processes one `waitline worker` runs"
+    )
 
     @field_validator("event_ttl", "dedup_window", "tombstone_retention", "purge_interval")
     @classmethod

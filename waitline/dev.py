@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from waitline.broker import EmbeddedBroker
 from waitline.config import Settings
 from waitline.topics import create_topics, load_topics
+from waitline.worker import STOP_GRACE_S
 
 __all__ = ["run_dev"]
 
@@ -36,7 +37,7 @@ def run_dev(port: int = 9092, state_dir: str | None = None, workers: int = 1) ->
     scratch = Path(tempfile.mkdtemp(prefix="waitline-dev-"))
     state = Path(state_dir) if state_dir else scratch / "state"
     broker = EmbeddedBroker(port=port, log_path=scratch / "broker.log")
-    procs: list[subprocess.Popen[bytes]] = []
+    worker: subprocess.Popen[bytes] | None = None
     try:
         print(f"starting the embedded broker (Tansu) on 127.0.0.1:{port} ...", flush=True)
         bootstrap = broker.start()
@@ -51,35 +52,31 @@ def run_dev(port: int = 9092, state_dir: str | None = None, workers: int = 1) ->
             "WAITLINE_BOOTSTRAP_SERVERS": bootstrap,
             "WAITLINE_STATE_DIR": str(state),
             "WAITLINE_TOPICS_FILE": str(settings.topics_file),
+            "WAITLINE_PROCESSES": str(workers),  # waitline worker --processes
         }
-        for index in range(workers):
-            log = open(scratch / f"worker-{index}.log", "wb")  # noqa: SIM115 - lives with the proc
-            procs.append(
-                subprocess.Popen(
+        if workers:
+            with open(scratch / "worker.log", "wb") as log:
+                worker = subprocess.Popen(
                     [sys.executable, "-m", "waitline", "worker"],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
-            )
         _banner(bootstrap, scratch, workers)
         while not stop.is_set():
-            for proc in procs:
-                if proc.poll() is not None:
-                    print(f"a worker exited with code {proc.returncode}; see {scratch}", flush=True)
-                    stop.set()
+            if worker is not None and worker.poll() is not None:
+                print(f"the worker exited with code {worker.returncode}; see {scratch}", flush=True)
+                stop.set()
             stop.wait(0.5)
         print("\nstopping ...", flush=True)
         return 0
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
             try:
-                proc.wait(15)
+                worker.wait(STOP_GRACE_S + 15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                worker.kill()
         broker.stop()
         if state_dir is None:
             shutil.rmtree(scratch / "state", ignore_errors=True)

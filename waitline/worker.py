@@ -1,23 +1,35 @@
-"""Start a processor from settings: check the broker and topics, then run the loop."""
+"""Start a processor from settings: check the broker and topics, then run the loop.
+
+``run_workers`` runs ``settings.processes`` of them as child processes of one command: each is
+an ordinary member of the group (its own consumer, producer and partitions) and they share the
+state directory, as workers on one host always may (stores are per partition, and the eager
+rebalance closes a store before another member opens it). A worker is one Python thread of
+work, so this is how one host's cores are put to use (docs/operations.md, "Processes").
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.connection
 import signal
+import sys
 import threading
+from collections.abc import Sequence
 from types import FrameType
 
 from confluent_kafka.admin import AdminClient
 
 from processors.correlation import CoreSettings, Target
-from processors.runtime import Guarantee, RuntimeConfig, Worker
+from processors.restore import RestoreError
+from processors.runtime import Guarantee, RuntimeConfig, Worker, WorkerError
 from processors.store import older_layouts
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
-from waitline.errors import ConfigError
+from waitline.errors import ConfigError, WaitlineError
 from waitline.topics import Topics, check_copartitioned, load_topics
 
-__all__ = ["build_worker", "check_state_layout", "run_worker"]
+__all__ = ["build_worker", "check_state_layout", "child_settings", "run_worker", "run_workers"]
 
 log = logging.getLogger("waitline.worker")
 
@@ -87,3 +99,111 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
 
         serve_metrics(settings.metrics_port, worker)
     worker.run(stop)
+
+
+# -- several worker processes under one command ------------------------------------------------
+
+# How long the children get to finish their batch and leave the group after a SIGTERM.
+STOP_GRACE_S = 60.0
+
+
+def child_settings(settings: Settings, index: int) -> Settings:
+    """The settings of worker process ``index`` (0-based): one process each, and whatever
+    must differ between members told apart (metrics port, transactional id)."""
+    update: dict[str, object] = {"processes": 1}
+    if settings.metrics_port is not None:
+        update["metrics_port"] = settings.metrics_port + index
+    if settings.transactional_id is not None:
+        update["transactional_id"] = f"{settings.transactional_id}-{index}"
+    return settings.model_copy(update=update)
+
+
+def run_workers(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Run ``settings.processes`` workers as child processes until SIGINT/SIGTERM (or
+    ``stop``); with one, run it in this process.
+
+    If a child exits on its own, the others are stopped too and ``WaitlineError`` says which
+    and how: the command fails as a whole, for its supervisor (systemd, Kubernetes) to restart,
+    rather than run on with fewer processes than it was given. Children that outlive this
+    process (a SIGKILL) stop themselves, as after a SIGTERM.
+    """
+    if settings.processes == 1:
+        run_worker(settings, stop)
+        return
+    check_state_layout(settings)  # the mistakes the children would all make, said once
+    wait_for_broker(settings.bootstrap_servers, timeout=15.0, extra_config=settings.kafka)
+    stop = stop or threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping the worker processes", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    context = multiprocessing.get_context("spawn")  # no librdkafka threads forked mid-state
+    children = [
+        context.Process(
+            target=_child,
+            args=(child_settings(settings, index), index, logging.getLogger().level),
+            name=f"worker-{index}",
+        )
+        for index in range(settings.processes)
+    ]
+    failed: str | None = None
+    try:
+        for child in children:
+            child.start()
+            log.info("started worker process %s (pid %s)", child.name, child.pid)
+        while not stop.is_set():
+            sentinels = [child.sentinel for child in children]
+            if multiprocessing.connection.wait(sentinels, timeout=0.2):
+                ended = next(child for child in children if not child.is_alive())
+                failed = (
+                    f"worker process {ended.name} (pid {ended.pid}) "
+                    f"exited with code {ended.exitcode}"
+                )
+                log.error("%s; stopping the others", failed)
+                break
+    finally:
+        _stop_children(children)
+    if failed is not None:
+        raise WaitlineError(failed)
+
+
+def _stop_children(children: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    for child in children:
+        if child.is_alive():
+            child.terminate()  # SIGTERM: finish the batch, leave the group
+    for child in children:
+        child.join(STOP_GRACE_S)
+        if child.is_alive():
+            log.error(
+                "worker process %s did not stop in %.0fs; killing it", child.name, STOP_GRACE_S
+            )
+            child.kill()
+            child.join()
+
+
+def _child(settings: Settings, index: int, level: int) -> None:
+    """A worker process's entry point: ``run_worker``, stopping when the parent is gone."""
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s [worker-{index}] %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    stop = threading.Event()
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+
+        def _orphaned() -> None:
+            multiprocessing.connection.wait([parent.sentinel])
+            log.warning("the parent process is gone; stopping")
+            stop.set()
+
+        threading.Thread(target=_orphaned, name="parent-watch", daemon=True).start()
+    try:
+        run_worker(settings, stop)
+    except (WorkerError, RestoreError, WaitlineError) as exc:
+        print(f"waitline: error: worker-{index} stopped: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,22 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def await_log(self, pattern: str, count: int = 1, timeout: float = 30.0) -> list[str]:
+        """The first ``count`` matches of the regex ``pattern`` in the log, once there are
+        that many (its groups, if it has one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = self.alive()  # before the read: a process found dead has written it all
+            found = re.findall(pattern, self.log())
+            if len(found) >= count:
+                return found[:count]
+            if time.monotonic() > deadline or not alive:
+                raise AssertionError(
+                    f"{count} lines like {pattern!r} not in the worker's log "
+                    f"(within {timeout}s):\n{self.log()}"
+                )
+            time.sleep(0.05)  # polling the log file, not a settle delay
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:

@@ -29,6 +29,7 @@ INPUT_MISTAKES = [
     (("wait", "n", "k", "--timeout", "5s", "--lookback", "recent", *NO_KAFKA), "--lookback"),
     (("topics", "create", "--topics-file", "/nonexistent.yaml", *NO_KAFKA), "not found"),
     (("inspect", "waits", "--state-dir", "/nonexistent"), "no state under"),
+    (("worker", "--processes", "0", *NO_KAFKA), "configuration processes"),
 ]
 UNREACHABLE = [
     ("send", "n", "k", *NO_KAFKA),

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from waitline.config import Settings, default_topics_file
+from waitline.worker import child_settings
 
 
 def test_defaults() -> None:
@@ -80,3 +81,20 @@ def test_default_topics_file_prefers_the_working_directory(
     assert shipped.is_absolute() and shipped.name == "topics.yaml" and shipped.exists()
     (tmp_path / "topics.yaml").write_text("topics: {}\n")
     assert default_topics_file() == Path("topics.yaml")
+
+
+def test_worker_processes_get_settings_of_their_own() -> None:
+    parent = Settings(processes=3, metrics_port=9400, transactional_id="wl", group_id="g")
+    children = [child_settings(parent, index) for index in range(3)]
+    assert [c.processes for c in children] == [1, 1, 1]
+    assert [c.metrics_port for c in children] == [9400, 9401, 9402]
+    assert [c.transactional_id for c in children] == ["wl-0", "wl-1", "wl-2"]
+    assert {c.group_id for c in children} == {"g"}  # one group: they share the partitions
+    plain = child_settings(Settings(processes=2), 1)
+    assert (plain.metrics_port, plain.transactional_id) == (None, None)
+
+
+@pytest.mark.parametrize("processes", [0, -1, 65])
+def test_processes_out_of_range_are_refused(processes: int) -> None:
+    with pytest.raises(ValidationError, match="processes"):
+        Settings(processes=processes)
