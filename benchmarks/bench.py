@@ -5,6 +5,8 @@ For each workload the same generated input is written to fresh topics, then each
 
 - ceiling:  a raw confluent-kafka consume → produce passthrough with the same batching;
 - waitline: the real worker process (`python -m waitline worker`);
+- waitline-2p: `waitline worker --processes 2`, two members of one group under one command, for
+  the machine's two cores (throughput only: it is not a per-process figure);
 - faust:    the same rules as an idiomatic faust-streaming app (benchmarks/faust_app.py).
 
 Throughput is input records per second between the first sample of the contender's committed
@@ -53,7 +55,8 @@ from waitline.topics import Topics, create_topics, load_topics
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 PARTITIONS = 8
-CONTENDERS = ("ceiling", "waitline", "faust")
+CONTENDERS = ("ceiling", "waitline", "waitline-2p", "faust")
+WAITLINES = ("waitline", "waitline-2p")
 Record = tuple[str, bytes, bytes]  # topic, key, value
 
 
@@ -173,7 +176,7 @@ def _spawn(
     log = open(tmp / f"{contender}-{group}.log", "wb")  # noqa: SIM115
     path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-    if contender == "waitline":
+    if contender in WAITLINES:
         env.update(
             {
                 "WAITLINE_BOOTSTRAP_SERVERS": bootstrap,
@@ -181,6 +184,7 @@ def _spawn(
                 "WAITLINE_GROUP_ID": group,
                 "WAITLINE_STATE_DIR": str(tmp / group),
                 "WAITLINE_TOPICS_FILE": str(REPO / "topics.yaml"),
+                "WAITLINE_PROCESSES": "2" if contender == "waitline-2p" else "1",
             }
         )
         cmd = [sys.executable, "-m", "waitline", "worker"]
@@ -634,21 +638,29 @@ def main(argv: list[str] | None = None) -> int:
                     "peak_rss_mb": round(max(peaks), 1),
                 }
                 print(
-                    f"{workload:13} {contender:9} {rows[contender]['records_per_s']:>9,} rec/s "
+                    f"{workload:13} {contender:11} {rows[contender]['records_per_s']:>9,} rec/s "
                     f"runs={rows[contender]['runs']} peak_rss={rows[contender]['peak_rss_mb']} MiB",
                     flush=True,
                 )
+            for row in (rows[name] for name in WAITLINES if name in rows):
+                if "ceiling" in rows:
+                    row["ratio_to_ceiling"] = round(
+                        row["records_per_s"] / max(rows["ceiling"]["records_per_s"], 1), 3
+                    )
+                if "faust" in rows:
+                    row["ratio_to_faust"] = round(
+                        row["records_per_s"] / max(rows["faust"]["records_per_s"], 1), 1
+                    )
+            if "waitline" in rows and "waitline-2p" in rows:
+                one, two = rows["waitline"], rows["waitline-2p"]
+                two["ratio_to_one_process"] = round(
+                    two["records_per_s"] / max(one["records_per_s"], 1), 2
+                )
             w = rows["waitline"]
-            if "ceiling" in rows:
-                w["ratio_to_ceiling"] = round(
-                    w["records_per_s"] / max(rows["ceiling"]["records_per_s"], 1), 3
-                )
-            if "faust" in rows:
-                w["ratio_to_faust"] = round(
-                    w["records_per_s"] / max(rows["faust"]["records_per_s"], 1), 1
-                )
             if workload == "match-heavy" and not args.no_latency:
                 for contender, row in rows.items():
+                    if contender == "waitline-2p":
+                        continue  # the targets are per process; its latency is the broker's too
                     topics, prefix = fresh_topics(bootstrap)
                     rate = max(50.0, row["records_per_s"] / 2)
                     row["latency_ms"] = live_latency(
@@ -720,16 +732,18 @@ def _machine(bootstrap: str | None) -> dict[str, Any]:
 def _table(results: dict[str, Any]) -> None:
     print(
         f"\n{'workload':13} {'ceiling':>10} {'waitline':>10} {'faust':>8} "
-        f"{'÷ceiling':>9} {'÷faust':>7} {'rss MiB':>8}"
+        f"{'÷ceiling':>9} {'÷faust':>7} {'rss MiB':>8} {'2 procs':>9} {'÷1 proc':>8}"
     )
     for name, rows in results["workloads"].items():
         w = rows["waitline"]
         faust = rows.get("faust", {}).get("records_per_s", "-")
         ceiling = rows.get("ceiling", {}).get("records_per_s", "-")
+        two = rows.get("waitline-2p", {})
         print(
             f"{name:13} {ceiling:>10} {w['records_per_s']:>10} "
             f"{faust:>8} {w.get('ratio_to_ceiling', '-'):>9} {w.get('ratio_to_faust', '-'):>7} "
-            f"{w['peak_rss_mb']:>8}"
+            f"{w['peak_rss_mb']:>8} {two.get('records_per_s', '-'):>9} "
+            f"{two.get('ratio_to_one_process', '-'):>8}"
         )
     for name, rows in results["workloads"].items():
         for contender, row in rows.items():
@@ -764,10 +778,11 @@ def _chart(results: dict[str, Any], path: Path) -> None:
         return
     names = list(results["workloads"])
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.27
+    width = 0.2
     for i, contender in enumerate(CONTENDERS):
         values = [results["workloads"][n].get(contender, {}).get("records_per_s", 0) for n in names]
-        ax.bar([x + (i - 1) * width for x in range(len(names))], values, width, label=contender)
+        offset = (i - (len(CONTENDERS) - 1) / 2) * width
+        ax.bar([x + offset for x in range(len(names))], values, width, label=contender)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("input records/s (median)")
     ax.set_title("waitline vs ceiling vs faust-streaming (embedded broker, 2 cores)")
