@@ -157,8 +157,12 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
             log.info("started worker process %s (pid %s)", child.name, child.pid)
         while not stop.is_set():
             sentinels = [child.sentinel for child in children]
-            if multiprocessing.connection.wait(sentinels, timeout=0.2):
-                ended = next(child for child in children if not child.is_alive())
+            ready = multiprocessing.connection.wait(sentinels, timeout=0.2)
+            if ready:
+                # A sentinel is ready once the child's descriptors are closed, which the kernel
+                # does before the process is a zombie: is_alive() can still say True then.
+                ended = next(child for child in children if child.sentinel in ready)
+                ended.join(10.0)
                 failed = (
                     f"worker process {ended.name} (pid {ended.pid}) "
                     f"exited with code {ended.exitcode}"
