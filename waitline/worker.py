@@ -155,8 +155,8 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
         for child in children:
             child.start()
             log.info("started worker process %s (pid %s)", child.name, child.pid)
+        sentinels = [child.sentinel for child in children]
         while not stop.is_set():
-            sentinels = [child.sentinel for child in children]
             ready = multiprocessing.connection.wait(sentinels, timeout=0.2)
             if ready:
                 # A sentinel is ready once the child's descriptors are closed, which the kernel
