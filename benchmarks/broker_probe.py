@@ -1,15 +1,27 @@
-"""How long does a record wait in a held fetch? (docs/benchmarks.md, "Latency")
+"""Two probes of the broker under live load (docs/benchmarks.md, "Latency on the embedded
+broker").
 
     .venv/bin/python benchmarks/broker_probe.py [--bootstrap HOST:PORT]
+    .venv/bin/python benchmarks/broker_probe.py --fetch-cost [--rate 2000] [--seconds 20]
 
-Produces one record every 137 ms and reports produce → poll latency for several
-``fetch.wait.max.ms`` values. A broker that answers a held fetch as soon as records arrive
-(Apache Kafka) shows a few ms for every value; Tansu 0.6.0 shows latency growing with the wait.
+The first: how long does a record wait in a held fetch? It produces one record every 137 ms
+and reports produce → poll latency for several ``fetch.wait.max.ms`` values. A broker that
+answers a held fetch as soon as records arrive (Apache Kafka) shows a few ms for every value;
+Tansu 0.6.0 shows latency growing with the wait.
+
+The second (``--fetch-cost``, embedded broker only: it reads the broker's CPU time from
+``/proc``): does a live consumer cost the broker more as its partitions grow? One producer
+offers ``--rate`` records/s of 100 bytes (``linger.ms=5``, librdkafka's default) to a fresh
+8-partition topic, first alone, then, on another fresh topic, with one consumer reading it
+live (``fetch.wait.max.ms=20``). Every 5 s it prints the broker's CPU share and how far the
+consumer is behind. On Tansu 0.6.0 the first phase stays flat and the second climbs to a
+saturated core within seconds: a fetch costs the broker more the more the partition holds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 import uuid
@@ -53,14 +65,68 @@ def probe(bootstrap: str, waits: list[int], samples: int = 15) -> None:
         )
 
 
+def fetch_cost(bootstrap: str, pid: int, rate: float, seconds: float) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for reading in (False, True):
+        topic = f"probe-{uuid.uuid4().hex[:8]}"
+        for future in admin.create_topics([NewTopic(topic, 8, 1)]).values():
+            future.result()
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        consumer = None
+        if reading:
+            consumer = Consumer(
+                {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                 "fetch.wait.max.ms": 20}
+            )  # fmt: skip
+            consumer.assign([TopicPartition(topic, p, 0) for p in range(8)])
+        print(f"{rate:,.0f} records/s to a fresh topic, {'with' if reading else 'no'} consumer:")
+        start = time.monotonic()
+        window, cpu_then = start, _cpu_seconds(pid)
+        produced = consumed = 0
+        while (now := time.monotonic()) - start < seconds:
+            if consumer is not None:
+                consumed += sum(1 for m in consumer.consume(1000, 0) if m.error() is None)
+            if now < start + produced / rate:
+                time.sleep(0.0005)  # pacing the offer
+                continue
+            producer.produce(topic, b"x" * 100, str(produced).encode())
+            producer.poll(0)
+            produced += 1
+            if now - window >= 5:
+                cpu_now = _cpu_seconds(pid)
+                share = 100 * (cpu_now - cpu_then) / (now - window)
+                behind = f", consumer {produced - consumed:,} records behind" if reading else ""
+                print(f"  {now - start:4.0f} s: broker CPU {share:4.0f}%{behind}", flush=True)
+                window, cpu_then = now, cpu_now
+        producer.flush(10)
+        if consumer is not None:
+            consumer.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bootstrap")
+    parser.add_argument("--fetch-cost", action="store_true", help="the second probe (see above)")
+    parser.add_argument("--rate", type=float, default=2000.0, help="--fetch-cost: records/s")
+    parser.add_argument("--seconds", type=float, default=20.0, help="--fetch-cost: per phase")
     args = parser.parse_args()
+    if args.fetch_cost and args.bootstrap:
+        parser.error("--fetch-cost reads the embedded broker's CPU time: leave out --bootstrap")
     broker = None if args.bootstrap else EmbeddedBroker()
     try:
         bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
-        probe(bootstrap, [500, 100, 50, 20, 5])
+        if args.fetch_cost:
+            assert broker is not None and broker.pid is not None
+            fetch_cost(bootstrap, broker.pid, args.rate, args.seconds)
+        else:
+            probe(bootstrap, [500, 100, 50, 20, 5])
     finally:
         if broker is not None:
             broker.stop()
