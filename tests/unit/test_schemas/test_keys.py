@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas import keys
 from schemas.keys import KEY_SEPARATOR, make_key, murmur2, partition_for, split_key
 
 names = st.text(min_size=1).filter(lambda s: KEY_SEPARATOR not in s)
@@ -73,3 +74,21 @@ def test_one_partition_takes_everything() -> None:
 def test_keys_spread_over_partitions() -> None:
     # Not a distribution test: only that the hash is not degenerate on similar keys.
     assert len({partition_for(make_key("paid", f"order-{i}"), 8) for i in range(200)}) == 8
+
+
+def test_partition_for_is_librdkafkas_partitioner_here() -> None:
+    # confluent-kafka's wheel links a librdkafka that exports it: the fast path is taken.
+    assert keys._librdkafka_partition_for() is not None
+    assert partition_for is not keys._python_partition_for
+
+
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=2**31 - 1))
+def test_librdkafkas_partitioner_agrees_with_murmur2(key: bytes, partitions: int) -> None:
+    fast = keys._librdkafka_partition_for()
+    assert fast is not None
+    assert fast(key, partitions) == keys._python_partition_for(key, partitions)
+
+
+def test_no_partitions_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        partition_for(b"k", 0)
