@@ -28,24 +28,34 @@ class OffsetGaps:
         self.seek = seek
         self.reread = 0  # gaps read again
         self.recovered = 0  # ... whose records came on the second read (a fetch skipped them)
-        self._next: dict[tuple[str, int], int] = {}
-        self._checked: dict[tuple[str, int], int] = {}
+        # Per (topic, partition): the offset the next record should have; the gap being read
+        # again (its first missing offset).
+        self.next_offset: dict[tuple[str, int], int] = {}
+        self.checked: dict[tuple[str, int], int] = {}
 
     def admit(self, msg: Message) -> bool:
         """Whether to take ``msg``; False after seeking back to records a fetch skipped (the
         partition's records after ``msg`` that are already fetched come again too)."""
-        where = (msg.topic() or "", msg.partition() or 0)
-        offset = msg.offset() or 0
-        want = self._next.get(where, offset)
+        return self.admit_at(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+
+    def admit_at(self, topic: str, partition: int, offset: int) -> bool:
+        """``admit`` for the record at ``offset`` of ``topic``'s ``partition``.
+
+        A caller on a hot path may take the common case itself: when ``checked`` is empty and
+        ``next_offset`` holds ``offset`` (or nothing) for the partition, the record is taken
+        and the next one is expected at ``offset + 1``; this method is only needed otherwise.
+        """
+        where = (topic, partition)
+        want = self.next_offset.get(where, offset)
         if offset != want:
-            if offset > want and self._checked.get(where) != want:
-                self._checked[where] = want
+            if offset > want and self.checked.get(where) != want:
+                self.checked[where] = want
                 self.reread += 1
                 log.debug("%s[%d]: offset %d follows %d; reading again", *where, offset, want - 1)
-                self.seek(TopicPartition(where[0], where[1], want))
+                self.seek(TopicPartition(topic, partition, want))
                 return False
-        elif self._checked.get(where) == offset:
-            del self._checked[where]
+        elif self.checked.get(where) == offset:
+            del self.checked[where]
             self.recovered += 1
             log.warning(
                 "%s[%d]: records from offset %d were missing from a fetch and came on reading "
@@ -53,16 +63,16 @@ class OffsetGaps:
                 *where,
                 offset,
             )
-        self._next[where] = offset + 1
+        self.next_offset[where] = offset + 1
         return True
 
     def expect(self, topic: str, partition: int, offset: int) -> None:
         """The partition continues at ``offset`` (a seek); a negative one: not known here."""
         if offset >= 0:
-            self._next[topic, partition] = offset
+            self.next_offset[topic, partition] = offset
         else:
-            self._next.pop((topic, partition), None)
-        self._checked.pop((topic, partition), None)
+            self.next_offset.pop((topic, partition), None)
+        self.checked.pop((topic, partition), None)
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions (re)assigned or revoked: where they continue is not known here."""

@@ -218,7 +218,7 @@ class Worker:
     def _apply(self, messages: list[Message]) -> tuple[list[Emit], dict[int, dict[str, int]]]:
         # The per-record loop of the worker: everything it needs is bound to locals first.
         emits: list[Emit] = []
-        reached: dict[tuple[int, Source], int] = {}  # (partition, source) → last offset applied
+        reached: dict[tuple[str, int], int] = {}  # (topic, partition) → last offset applied
         now_ms = int(time.time() * 1000)
         partitions = self.config.partitions
         sources = self._sources
@@ -226,8 +226,9 @@ class Worker:
         partition_of = self._partition_of
         process = self.core.process
         extend = emits.extend
-        admit = self._gaps.admit
-        rereading: set[tuple[int, Source]] = set()
+        gaps = self._gaps
+        next_offset, checked, admit_at = gaps.next_offset, gaps.checked, gaps.admit_at
+        rereading: set[tuple[str, int]] = set()
         skipped = 0
         for msg in messages:
             error = msg.error()
@@ -238,16 +239,24 @@ class Worker:
                     raise WorkerError(f"fatal consumer error: {error.str()}")
                 log.warning("consumer error: %s", error.str())
                 continue
-            source = sources[msg.topic() or ""]
+            topic = msg.topic() or ""
             partition, offset = msg.partition() or 0, msg.offset() or 0
             state = states.get(partition)
             if state is None:  # revoked while the batch was in flight
                 continue
-            position = (partition, source)
-            if position in rereading or not admit(msg):
-                rereading.add(position)  # sought back: this partition's rest comes again
+            where = (topic, partition)
+            # The offsets follow on (processors.gaps; its common case, taken inline) or not.
+            if checked or next_offset.get(where, offset) != offset:
+                if (rereading and where in rereading) or not admit_at(topic, partition, offset):
+                    rereading.add(where)  # sought back: this partition's rest comes again
+                    skipped += 1
+                    continue
+            elif rereading and where in rereading:
                 skipped += 1
                 continue
+            else:
+                next_offset[where] = offset + 1
+            source = sources[topic]
             key = msg.key()
             headers = _headers(raw) if (raw := msg.headers()) else ()
             if key is None:
@@ -278,10 +287,10 @@ class Worker:
                         ),
                     )
                 )
-            reached[partition, source] = offset
+            reached[where] = offset
         offsets: dict[int, dict[str, int]] = {}
-        for (partition, source), offset in reached.items():
-            offsets.setdefault(partition, {})[source.value] = offset + 1
+        for (topic, partition), offset in reached.items():
+            offsets.setdefault(partition, {})[sources[topic].value] = offset + 1
         self.processed += len(messages) - skipped  # those come again
         return emits, offsets
 
