@@ -221,7 +221,8 @@ class Correlator:
         alive_until = expires_at if ttl > 0 else ts + 1  # ttl 0: alive at its own instant only
         # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
         resolved: list[PendingWait] = []
-        for wait_id in state.waits_on(pair):
+        pending = state.waits_on(pair)
+        for wait_id in pending:
             wait = state.get_wait(wait_id)
             if wait is None:
                 continue
@@ -235,7 +236,7 @@ class Correlator:
                 continue
             resolved.append(wait)
         if resolved:
-            state.remove_waits(pair, resolved)  # before their tombstones take their keys
+            state.remove_waits(pair, resolved, pending)  # before the tombstones take their keys
             for wait in resolved:
                 out.append(self._resolve(state, wait, "matched", "continue", dumped, now))
 

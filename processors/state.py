@@ -228,16 +228,20 @@ class PartitionState:
     def remove_wait(self, wait: PendingWait) -> None:
         self.remove_waits(wait.pair, [wait])
 
-    def remove_waits(self, pair: bytes, waits: list[PendingWait]) -> None:
+    def remove_waits(
+        self, pair: bytes, waits: list[PendingWait], pending: list[str] | None = None
+    ) -> None:
         """Remove waits pending on ``pair`` (an event resolves them together: one index write).
 
-        Their ``mark_resolved`` comes after: the tombstone takes the wait's key."""
+        ``pending`` is ``waits_on(pair)`` if the caller has just read it (saves reading it
+        again). Their ``mark_resolved`` comes after: the tombstone takes the wait's key."""
         gone = set()
         for wait in waits:
             self.kv.delete(_WAIT + wait.wait_id.encode())
             self.kv.delete(_timer_key(wait.deadline, wait.wait_id))
             gone.add(wait.wait_id)
-        self._put_list(_INDEX + pair, [i for i in self.waits_on(pair) if i not in gone])
+        ids = self.waits_on(pair) if pending is None else pending
+        self._put_list(_INDEX + pair, [i for i in ids if i not in gone])
 
     def drop_timer(self, deadline: int, wait_id: str) -> None:
         """Delete a timer entry that no pending wait owns (a stale one, after a restore)."""
