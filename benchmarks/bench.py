@@ -21,6 +21,12 @@ latency (event produced → resume readable). For waitline: timeout lateness and
 with an empty state and with 1,000,000 pending waits; peak RSS (VmHWM) of every contender;
 the restore rate from benchmarks/results/recovery.json (`make recovery`).
 
+The live streams (latency, lateness) are offered by a producer with linger.ms --offer-linger
+(default 5, librdkafka's own). On the embedded broker that setting decides the latency more than
+the worker does: Tansu's cost grows with the number of record batches a partition holds
+(docs/benchmarks.md, "Latency on the embedded broker"). `--latency-at RATES` and
+`--lateness-at RATES` measure only waitline's match latency or timeout lateness at those rates.
+
 Writes benchmarks/results/latest.json and latest.png and prints a table. `--profile` instead
 runs waitline once over match-heavy under py-spy and writes where the time goes to
 benchmarks/results/profile.txt.
@@ -312,6 +318,11 @@ def _rss_mb(pid: int) -> float:
     return peak
 
 
+def _rates(spec: str | None) -> list[float]:
+    """``--latency-at`` / ``--lateness-at``: comma-separated rates per second."""
+    return [float(rate) for rate in spec.split(",")] if spec else []
+
+
 def _children(pid: int) -> list[int]:
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -336,7 +347,14 @@ def _reader(bootstrap: str, t: Topics) -> Consumer:
 
 
 def live_latency(
-    contender: str, bootstrap: str, t: Topics, prefix: str, rate: float, tmp: Path, seconds: float
+    contender: str,
+    bootstrap: str,
+    t: Topics,
+    prefix: str,
+    rate: float,
+    tmp: Path,
+    seconds: float,
+    linger_ms: int = 5,
 ) -> dict[str, float]:
     """Event produced → its resume readable, at a fixed offered load of ``rate`` records/s.
 
@@ -348,7 +366,7 @@ def live_latency(
     """
     group = f"lat-{contender}-{uuid.uuid4().hex[:8]}"
     m = max(100, int(rate * seconds / 3))
-    p = input_producer(bootstrap, linger_ms=5)  # librdkafka's default
+    p = input_producer(bootstrap, linger_ms)  # 5 by default, librdkafka's default
     hour = lambda _i: "1h"  # noqa: E731
     produce(p, wait_records(t, m, m, "lat", hour))
     registrations = list(wait_records(t, m, m, "new", hour))
@@ -392,7 +410,14 @@ def _record_latency(value: bytes | None, out: list[float]) -> None:
 
 
 def timeout_lateness(
-    bootstrap: str, t: Topics, prefix: str, n: int, rate: float, tmp: Path, pending: int = 0
+    bootstrap: str,
+    t: Topics,
+    prefix: str,
+    n: int,
+    rate: float,
+    tmp: Path,
+    pending: int = 0,
+    linger_ms: int = 5,
 ) -> dict[str, Any]:
     """``n`` waits with 1–5 s timeouts registered into a running worker at ``rate`` per second
     (half the timeouts workload's measured maximum); how late do their timeouts fire?
@@ -402,7 +427,7 @@ def timeout_lateness(
     whose resolvedAt is before its deadline, or any other outcome, is an early firing.
     """
     group = f"tmo-{uuid.uuid4().hex[:8]}"
-    p = input_producer(bootstrap, linger_ms=5)
+    p = input_producer(bootstrap, linger_ms)
     if pending:
         produce(p, wait_records(t, pending, pending, "pend", lambda _i: "1h"))
     proc = _spawn("waitline", bootstrap, prefix, group, tmp)
@@ -594,6 +619,16 @@ def main(argv: list[str] | None = None) -> int:
         "--latency-at", metavar="RATES", help="only waitline's match latency at these rates/s"
     )
     parser.add_argument(
+        "--lateness-at", metavar="RATES", help="only waitline's timeout lateness at these waits/s"
+    )
+    parser.add_argument(
+        "--offer-linger",
+        type=int,
+        default=5,
+        metavar="MS",
+        help="linger.ms of the producer offering the live streams (default 5, librdkafka's)",
+    )
+    parser.add_argument(
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
@@ -604,18 +639,29 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": {},
         "machine": _machine(args.bootstrap),
         "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
+        "offer_linger_ms": args.offer_linger,
     }
     try:
         bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
         if args.profile:
             return run_profile(bootstrap, args.scale, tmp)
-        if args.latency_at:
-            for rate in [float(r) for r in args.latency_at.split(",")]:
+        linger = args.offer_linger
+        if args.latency_at or args.lateness_at:
+            for rate in _rates(args.latency_at):
                 topics, prefix = fresh_topics(bootstrap)
                 found = live_latency(
-                    "waitline", bootstrap, topics, prefix, rate, tmp, args.latency_seconds
+                    "waitline", bootstrap, topics, prefix, rate, tmp, args.latency_seconds, linger
                 )
                 print(f"waitline at {rate:,.0f} records/s offered: {found}", flush=True)
+            for rate in _rates(args.lateness_at):
+                topics, prefix = fresh_topics(bootstrap)
+                n = int(100_000 * args.scale)
+                late = timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
+                print(
+                    f"waitline timeouts at {rate:,.0f} waits/s offered: {late['lateness_ms']} "
+                    f"early={late['early_firings']}",
+                    flush=True,
+                )
             return 0
         for workload in args.workloads.split(","):
             rows: dict[str, Any] = {}
@@ -664,7 +710,14 @@ def main(argv: list[str] | None = None) -> int:
                     topics, prefix = fresh_topics(bootstrap)
                     rate = max(50.0, row["records_per_s"] / 2)
                     row["latency_ms"] = live_latency(
-                        contender, bootstrap, topics, prefix, rate, tmp, args.latency_seconds
+                        contender,
+                        bootstrap,
+                        topics,
+                        prefix,
+                        rate,
+                        tmp,
+                        args.latency_seconds,
+                        linger,
                     )
                     print(f"{workload:13} {contender:9} latency {row['latency_ms']}", flush=True)
             if workload == "timeouts":
@@ -673,11 +726,12 @@ def main(argv: list[str] | None = None) -> int:
                 # command, which the workload's offsets count too): half the maximum in waits/s.
                 rate = max(100.0, w["records_per_s"] / 4)
                 topics, prefix = fresh_topics(bootstrap)
-                w |= timeout_lateness(bootstrap, topics, prefix, n, rate, tmp)
+                w |= timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
                 print(f"timeouts: {w['lateness_ms']} early={w['early_firings']}", flush=True)
                 topics, prefix = fresh_topics(bootstrap)
+                pending = int(1_000_000 * args.scale)
                 big = timeout_lateness(
-                    bootstrap, topics, prefix, n, rate, tmp, pending=int(1_000_000 * args.scale)
+                    bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=linger
                 )
                 w["with_pending_waits"] = big
                 print(f"timeouts+1M: {big['lateness_ms']} early={big['early_firings']}", flush=True)
