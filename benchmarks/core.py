@@ -13,7 +13,7 @@ Two readings:
   machine's speed drifts, so compare trees in interleaved runs);
 - ``python benchmarks/core.py --callgrind``: the same run under valgrind's callgrind, which
   counts the instructions executed. The count does not drift with the machine: two trees are
-  compared by one run each (``--scale 0.1`` keeps a run near a minute). The instructions of the
+  compared by one run each (``--scale 0.1`` keeps a run to a few minutes). The instructions of the
   set-up (imports, building the input) are measured by a run with no records and subtracted.
 """
 
