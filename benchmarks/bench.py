@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -634,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tmp = Path(f"/tmp/waitline-bench-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
+    failed = False
     broker = None if args.bootstrap else EmbeddedBroker(log_path=tmp / "broker.log")
     results: dict[str, Any] = {
         "workloads": {},
@@ -751,9 +753,15 @@ def main(argv: list[str] | None = None) -> int:
         _chart(results, RESULTS / f"{args.output}.png")
         _table(results)
         return 0
+    except BaseException:
+        failed = True
+        print(f"bench: the broker log and state directories are kept in {tmp}", file=sys.stderr)
+        raise
     finally:
         if broker is not None:
             broker.stop()
+        if not failed:
+            shutil.rmtree(tmp, ignore_errors=True)  # the workers' stores: 10s of MiB a run
 
 
 def _machine(bootstrap: str | None) -> dict[str, Any]:

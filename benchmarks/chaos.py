@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -329,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         broker = EmbeddedBroker(log_path=tmp / "broker.log")
     started = time.monotonic()
     fleet: Fleet | None = None
+    keep = True  # the logs, unless the run passes
     try:
         bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
         prefix = f"chaos{uuid.uuid4().hex[:8]}."
@@ -390,12 +392,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"violation: {line}")
         if len(violations) > 20:
             print(f"... and {len(violations) - 20} more")
+        keep = bool(violations)
         return 0 if not violations else 1
     finally:
         if fleet is not None:
             fleet.stop_all()
         if broker is not None:
             broker.stop()
+        if keep or args.tmp is not None:
+            print(f"chaos: the logs and state directories are in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def main() -> int:
     args = parser.parse_args()
     tmp = Path(f"/tmp/waitline-recovery-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
+    failed = False
     broker = None if args.bootstrap else EmbeddedBroker(log_path=tmp / "broker.log")
     try:
         bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
@@ -130,9 +132,15 @@ def main() -> int:
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {out}")
         return 0
+    except BaseException:
+        failed = True
+        print(f"recovery: the logs and state directories are kept in {tmp}", file=sys.stderr)
+        raise
     finally:
         if broker is not None:
             broker.stop()
+        if not failed:
+            shutil.rmtree(tmp, ignore_errors=True)  # 1M waits' stores: hundreds of MiB
 
 
 if __name__ == "__main__":
