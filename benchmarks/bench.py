@@ -24,7 +24,9 @@ the restore rate from benchmarks/results/recovery.json (`make recovery`).
 The live streams (latency, lateness) are offered by a producer with linger.ms --offer-linger
 (default 5, librdkafka's own). On the embedded broker that setting decides the latency more than
 the worker does: Tansu's cost grows with the number of record batches a partition holds
-(docs/benchmarks.md, "Latency on the embedded broker"). `--latency-at RATES` and
+(docs/benchmarks.md, "Latency on the embedded broker"), so the ceiling's and waitline's
+latency, and waitline's lateness with an empty state, are measured again with the offer at
+linger.ms --batched-offer-linger (50; 0 leaves it out). `--latency-at RATES` and
 `--lateness-at RATES` measure only waitline's match latency or timeout lateness at those rates.
 
 Writes benchmarks/results/latest.json and latest.png and prints a table. `--profile` instead
@@ -630,6 +632,14 @@ def main(argv: list[str] | None = None) -> int:
         help="linger.ms of the producer offering the live streams (default 5, librdkafka's)",
     )
     parser.add_argument(
+        "--batched-offer-linger",
+        type=int,
+        default=50,
+        metavar="MS",
+        help="the ceiling's and waitline's latency and lateness again with the offer at this "
+        "linger.ms (default 50; 0: not)",
+    )
+    parser.add_argument(
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
@@ -642,12 +652,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(args.bootstrap),
         "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
         "offer_linger_ms": args.offer_linger,
+        "batched_offer_linger_ms": args.batched_offer_linger,
     }
     try:
         bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
         if args.profile:
             return run_profile(bootstrap, args.scale, tmp)
-        linger = args.offer_linger
+        linger, batched = args.offer_linger, args.batched_offer_linger
         if args.latency_at or args.lateness_at:
             for rate in _rates(args.latency_at):
                 topics, prefix = fresh_topics(bootstrap)
@@ -722,6 +733,24 @@ def main(argv: list[str] | None = None) -> int:
                         linger,
                     )
                     print(f"{workload:13} {contender:9} latency {row['latency_ms']}", flush=True)
+                    if contender == "faust" or not batched:
+                        continue
+                    topics, prefix = fresh_topics(bootstrap)
+                    row["latency_ms_batched_offer"] = live_latency(
+                        contender,
+                        bootstrap,
+                        topics,
+                        prefix,
+                        rate,
+                        tmp,
+                        args.latency_seconds,
+                        batched,
+                    )
+                    print(
+                        f"{workload:13} {contender:9} latency, offer at linger.ms {batched}: "
+                        f"{row['latency_ms_batched_offer']}",
+                        flush=True,
+                    )
             if workload == "timeouts":
                 n = int(100_000 * args.scale)
                 # Each wait is two input records (its registration and, once due, its timer
@@ -730,6 +759,12 @@ def main(argv: list[str] | None = None) -> int:
                 topics, prefix = fresh_topics(bootstrap)
                 w |= timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
                 print(f"timeouts: {w['lateness_ms']} early={w['early_firings']}", flush=True)
+                if batched:
+                    topics, prefix = fresh_topics(bootstrap)
+                    w["batched_offer"] = timeout_lateness(
+                        bootstrap, topics, prefix, n, rate, tmp, linger_ms=batched
+                    )
+                    print(f"timeouts, offer at linger.ms {batched}: {w['batched_offer']}")
                 topics, prefix = fresh_topics(bootstrap)
                 pending = int(1_000_000 * args.scale)
                 big = timeout_lateness(
@@ -811,9 +846,20 @@ def _table(results: dict[str, Any]) -> None:
         for contender, row in rows.items():
             if "latency_ms" in row:
                 print(f"{name}: {contender} match latency ms {row['latency_ms']}")
+            if "latency_ms_batched_offer" in row:
+                print(
+                    f"{name}: {contender} match latency ms, offer at linger.ms "
+                    f"{results['batched_offer_linger_ms']}: {row['latency_ms_batched_offer']}"
+                )
         w = rows["waitline"]
         if "lateness_ms" in w:
             print(f"{name}: timeout lateness ms {w['lateness_ms']}, early {w['early_firings']}")
+            if "batched_offer" in w:
+                batch = w["batched_offer"]
+                print(
+                    f"{name}: offer at linger.ms {results['batched_offer_linger_ms']}: "
+                    f"{batch['lateness_ms']}, early {batch['early_firings']}"
+                )
             big = w["with_pending_waits"]
             print(
                 f"{name}: with {big['pending_waits']:,} pending waits: {big['lateness_ms']}, "
