@@ -23,15 +23,18 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/mypy benchmarks
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy --strict on the packages listed in pyproject.toml: waitline, processors, schemas.
+# mypy --strict on the packages listed in pyproject.toml (waitline, processors, schemas),
+# then on benchmarks/.
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy benchmarks
 
 # Fault injection, the long run: >= 10 SIGKILL cycles, 3 workers, 100k waits.
 chaos: $(STAMP)

@@ -172,7 +172,7 @@ def passthrough(bootstrap: str, prefix: str, group: str) -> None:
             batch = [first, *consumer.consume(size - 1, 0)] if first is not None else []
         for msg in batch:
             if msg.error() is None:
-                produce_one(producer, out, msg.key(), msg.value())
+                produce_one(producer, out, msg.key(), msg.value())  # type: ignore[arg-type]
         if batch:
             producer.flush()
             consumer.commit(asynchronous=True)
@@ -225,7 +225,8 @@ def _spawn(
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if Path(str(proc.args[0])).name == "py-spy":  # stop the worker; py-spy then writes and exits
+    # Under py-spy: stop the worker; py-spy then writes its profile and exits.
+    if isinstance(proc.args, list) and Path(str(proc.args[0])).name == "py-spy":
         for child in _children(proc.pid):
             os.kill(child, signal.SIGTERM)
     else:
@@ -640,6 +641,12 @@ def main(argv: list[str] | None = None) -> int:
         "linger.ms (default 50; 0: not)",
     )
     parser.add_argument(
+        "--keep-broker",
+        action="store_true",
+        help="measure latency and lateness on the embedded broker as the throughput runs left "
+        "it, instead of restarting it empty for each",
+    )
+    parser.add_argument(
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
@@ -653,21 +660,37 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:]),
         "offer_linger_ms": args.offer_linger,
         "batched_offer_linger_ms": args.batched_offer_linger,
+        "live_on_restarted_broker": not args.bootstrap and not args.keep_broker,
     }
     try:
         bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
         if args.profile:
             return run_profile(bootstrap, args.scale, tmp)
         linger, batched = args.offer_linger, args.batched_offer_linger
+        restarts = 0
+
+        def live_topics() -> tuple[str, Topics, str]:
+            """Fresh topics for a live measurement, on a restarted (empty) embedded broker:
+            Tansu's memory storage makes a fetch dearer the more the broker holds, so after
+            the throughput runs every live figure was several times worse (docs/benchmarks.md,
+            "Latency on the embedded broker"). A broker given by --bootstrap is used as it is."""
+            nonlocal broker, bootstrap, restarts
+            if broker is not None and not args.keep_broker:
+                broker.stop()
+                restarts += 1
+                broker = EmbeddedBroker(log_path=tmp / f"broker-{restarts}.log")
+                bootstrap = broker.start()
+            return (bootstrap, *fresh_topics(bootstrap))
+
         if args.latency_at or args.lateness_at:
             for rate in _rates(args.latency_at):
-                topics, prefix = fresh_topics(bootstrap)
+                bootstrap, topics, prefix = live_topics()
                 found = live_latency(
                     "waitline", bootstrap, topics, prefix, rate, tmp, args.latency_seconds, linger
                 )
                 print(f"waitline at {rate:,.0f} records/s offered: {found}", flush=True)
             for rate in _rates(args.lateness_at):
-                topics, prefix = fresh_topics(bootstrap)
+                bootstrap, topics, prefix = live_topics()
                 n = int(100_000 * args.scale)
                 late = timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
                 print(
@@ -720,52 +743,42 @@ def main(argv: list[str] | None = None) -> int:
                 for contender, row in rows.items():
                     if contender == "waitline-2p":
                         continue  # the targets are per process; its latency is the broker's too
-                    topics, prefix = fresh_topics(bootstrap)
                     rate = max(50.0, row["records_per_s"] / 2)
-                    row["latency_ms"] = live_latency(
-                        contender,
-                        bootstrap,
-                        topics,
-                        prefix,
-                        rate,
-                        tmp,
-                        args.latency_seconds,
-                        linger,
-                    )
-                    print(f"{workload:13} {contender:9} latency {row['latency_ms']}", flush=True)
-                    if contender == "faust" or not batched:
-                        continue
-                    topics, prefix = fresh_topics(bootstrap)
-                    row["latency_ms_batched_offer"] = live_latency(
-                        contender,
-                        bootstrap,
-                        topics,
-                        prefix,
-                        rate,
-                        tmp,
-                        args.latency_seconds,
-                        batched,
-                    )
-                    print(
-                        f"{workload:13} {contender:9} latency, offer at linger.ms {batched}: "
-                        f"{row['latency_ms_batched_offer']}",
-                        flush=True,
-                    )
+                    offers = [("latency_ms", linger)]
+                    if batched and contender != "faust":
+                        offers.append(("latency_ms_batched_offer", batched))
+                    for key, offer_linger in offers:
+                        bootstrap, topics, prefix = live_topics()
+                        row[key] = live_latency(
+                            contender,
+                            bootstrap,
+                            topics,
+                            prefix,
+                            rate,
+                            tmp,
+                            args.latency_seconds,
+                            offer_linger,
+                        )
+                        print(
+                            f"{workload:13} {contender:9} latency, offer at linger.ms "
+                            f"{offer_linger}: {row[key]}",
+                            flush=True,
+                        )
             if workload == "timeouts":
                 n = int(100_000 * args.scale)
                 # Each wait is two input records (its registration and, once due, its timer
                 # command, which the workload's offsets count too): half the maximum in waits/s.
                 rate = max(100.0, w["records_per_s"] / 4)
-                topics, prefix = fresh_topics(bootstrap)
+                bootstrap, topics, prefix = live_topics()
                 w |= timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
                 print(f"timeouts: {w['lateness_ms']} early={w['early_firings']}", flush=True)
                 if batched:
-                    topics, prefix = fresh_topics(bootstrap)
+                    bootstrap, topics, prefix = live_topics()
                     w["batched_offer"] = timeout_lateness(
                         bootstrap, topics, prefix, n, rate, tmp, linger_ms=batched
                     )
                     print(f"timeouts, offer at linger.ms {batched}: {w['batched_offer']}")
-                topics, prefix = fresh_topics(bootstrap)
+                bootstrap, topics, prefix = live_topics()
                 pending = int(1_000_000 * args.scale)
                 big = timeout_lateness(
                     bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=linger
