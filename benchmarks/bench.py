@@ -26,7 +26,9 @@ The live streams (latency, lateness) are offered by a producer with linger.ms --
 the worker does: Tansu's cost grows with the number of record batches a partition holds
 (docs/benchmarks.md, "Latency on the embedded broker"), so the ceiling's and waitline's
 latency, and waitline's lateness with an empty state, are measured again with the offer at
-linger.ms --batched-offer-linger (50; 0 leaves it out). `--latency-at RATES` and
+linger.ms --batched-offer-linger (50; 0 leaves it out). Each live measurement starts on a
+restarted, empty embedded broker (--keep-broker: on the one in use); the throughput runs use
+the broker as the previous measurement left it. `--latency-at RATES` and
 `--lateness-at RATES` measure only waitline's match latency or timeout lateness at those rates.
 
 Writes benchmarks/results/latest.json and latest.png and prints a table. `--profile` instead
@@ -667,19 +669,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             return run_profile(bootstrap, args.scale, tmp)
         linger, batched = args.offer_linger, args.batched_offer_linger
-        restarts = 0
+        restarts, used = 0, False
 
         def live_topics() -> tuple[str, Topics, str]:
-            """Fresh topics for a live measurement, on a restarted (empty) embedded broker:
-            Tansu's memory storage makes a fetch dearer the more the broker holds, so after
-            the throughput runs every live figure was several times worse (docs/benchmarks.md,
-            "Latency on the embedded broker"). A broker given by --bootstrap is used as it is."""
-            nonlocal broker, bootstrap, restarts
-            if broker is not None and not args.keep_broker:
+            """Fresh topics for a live measurement, on a restarted (empty) embedded broker, so
+            no contender pays for what the others wrote before it: in one run on a filled
+            broker the live figures were several times worse than on a fresh one right after
+            (docs/benchmarks.md, "Latency on the embedded broker"). A broker given by
+            --bootstrap is used as it is."""
+            nonlocal broker, bootstrap, restarts, used
+            if broker is not None and used and not args.keep_broker:
                 broker.stop()
                 restarts += 1
                 broker = EmbeddedBroker(log_path=tmp / f"broker-{restarts}.log")
                 bootstrap = broker.start()
+            used = True
             return (bootstrap, *fresh_topics(bootstrap))
 
         if args.latency_at or args.lateness_at:
@@ -708,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs = 1 if (contender == "faust" or workload == "large-state") else args.runs
                 for _ in range(runs):
                     topics, prefix = fresh_topics(bootstrap)
+                    used = True
                     window = args.faust_window if contender == "faust" else None
                     rate, peak = measure(
                         contender, bootstrap, topics, prefix, workload, args.scale, tmp, window
