@@ -64,6 +64,7 @@ def main() -> int:
     tmp = Path(f"/tmp/waitline-recovery-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     failed = False
+    worker: subprocess.Popen[bytes] | None = None
     broker = None if args.bootstrap else EmbeddedBroker(log_path=tmp / "broker.log")
     try:
         bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
@@ -91,11 +92,14 @@ def main() -> int:
             TopicPartition(topics.wait_commands.name, p)
             for p in range(topics.wait_commands.partitions)
         ]
+        deadline = time.monotonic() + 900
         while True:
             done = sum(max(tp.offset, 0) for tp in checker.committed(parts, timeout=10))
             if done >= args.waits:
                 break
-            time.sleep(0.5)  # polling committed offsets for a condition
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit(f"the worker applied {done:,} of {args.waits:,}; see {tmp}")
+            time.sleep(0.5)  # polling committed offsets for a condition, bounded by the deadline
         build_s = time.monotonic() - started
         checker.close()
         print(
@@ -137,6 +141,9 @@ def main() -> int:
         print(f"recovery: the logs and state directories are kept in {tmp}", file=sys.stderr)
         raise
     finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()  # a failure left it running
+            worker.wait()
         if broker is not None:
             broker.stop()
         if not failed:
