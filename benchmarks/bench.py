@@ -52,6 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ from waitline.topics import Topics, create_topics, load_topics
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 PARTITIONS = 8
+LIBRDKAFKA_LINGER_MS = 5  # librdkafka's default linger.ms: the live streams' offer by default
 CONTENDERS = ("ceiling", "waitline", "waitline-2p", "faust")
 WAITLINES = ("waitline", "waitline-2p")
 Record = tuple[str, bytes, bytes]  # topic, key, value
@@ -360,7 +362,7 @@ def live_latency(
     rate: float,
     tmp: Path,
     seconds: float,
-    linger_ms: int = 5,
+    linger_ms: int = LIBRDKAFKA_LINGER_MS,
 ) -> dict[str, float]:
     """Event produced → its resume readable, at a fixed offered load of ``rate`` records/s.
 
@@ -372,7 +374,7 @@ def live_latency(
     """
     group = f"lat-{contender}-{uuid.uuid4().hex[:8]}"
     m = max(100, int(rate * seconds / 3))
-    p = input_producer(bootstrap, linger_ms)  # 5 by default, librdkafka's default
+    p = input_producer(bootstrap, linger_ms)
     hour = lambda _i: "1h"  # noqa: E731
     produce(p, wait_records(t, m, m, "lat", hour))
     registrations = list(wait_records(t, m, m, "new", hour))
@@ -423,7 +425,7 @@ def timeout_lateness(
     rate: float,
     tmp: Path,
     pending: int = 0,
-    linger_ms: int = 5,
+    linger_ms: int = LIBRDKAFKA_LINGER_MS,
 ) -> dict[str, Any]:
     """``n`` waits with 1–5 s timeouts registered into a running worker at ``rate`` per second
     (half the timeouts workload's measured maximum); how late do their timeouts fire?
@@ -609,6 +611,21 @@ def _short(frame: str) -> str:
     return f"{name} ({where})"
 
 
+@contextmanager
+def scratch_dir(name: str) -> Iterator[Path]:
+    """A fresh ``/tmp/waitline-NAME-xxxxxxxx`` for a run's broker log, worker logs and stores:
+    removed when the run ends without an exception (they take 10s to 100s of MiB a run), kept
+    and named on stderr when it raises."""
+    tmp = Path(f"/tmp/waitline-{name}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        print(f"{name}: the logs and state directories are kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="waitline vs the ceiling vs faust-streaming")
     parser.add_argument("--bootstrap", help="a running broker (default: embedded Tansu)")
@@ -630,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--offer-linger",
         type=int,
-        default=5,
+        default=LIBRDKAFKA_LINGER_MS,
         metavar="MS",
         help="linger.ms of the producer offering the live streams (default 5, librdkafka's)",
     )
@@ -652,9 +669,12 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
-    tmp = Path(f"/tmp/waitline-bench-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    failed = False
+    with scratch_dir("bench") as tmp:
+        return run(args, tmp)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
+    """The benchmark ``main`` asked for, with ``tmp`` for logs and stores."""
     broker = None if args.bootstrap else EmbeddedBroker(log_path=tmp / "broker.log")
     results: dict[str, Any] = {
         "workloads": {},
@@ -782,7 +802,12 @@ def main(argv: list[str] | None = None) -> int:
                     w["batched_offer"] = timeout_lateness(
                         bootstrap, topics, prefix, n, rate, tmp, linger_ms=batched
                     )
-                    print(f"timeouts, offer at linger.ms {batched}: {w['batched_offer']}")
+                    late = w["batched_offer"]
+                    print(
+                        f"timeouts, offer at linger.ms {batched}: {late['lateness_ms']} "
+                        f"early={late['early_firings']}",
+                        flush=True,
+                    )
                 bootstrap, topics, prefix = live_topics()
                 pending = int(1_000_000 * args.scale)
                 big = timeout_lateness(
@@ -806,15 +831,9 @@ def main(argv: list[str] | None = None) -> int:
         _chart(results, RESULTS / f"{args.output}.png")
         _table(results)
         return 0
-    except BaseException:
-        failed = True
-        print(f"bench: the broker log and state directories are kept in {tmp}", file=sys.stderr)
-        raise
     finally:
         if broker is not None:
             broker.stop()
-        if not failed:
-            shutil.rmtree(tmp, ignore_errors=True)  # the workers' stores: 10s of MiB a run
 
 
 def _machine(bootstrap: str | None) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import input_producer, produce, wait_records
+from bench import input_producer, produce, scratch_dir, wait_records
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -61,9 +60,11 @@ def main() -> int:
     parser.add_argument("--waits", type=int, default=1_000_000)
     parser.add_argument("--bootstrap")
     args = parser.parse_args()
-    tmp = Path(f"/tmp/waitline-recovery-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    failed = False
+    with scratch_dir("recovery") as tmp:
+        return run(args, tmp)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
     worker: subprocess.Popen[bytes] | None = None
     broker = None if args.bootstrap else EmbeddedBroker(log_path=tmp / "broker.log")
     try:
@@ -136,18 +137,12 @@ def main() -> int:
         out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {out}")
         return 0
-    except BaseException:
-        failed = True
-        print(f"recovery: the logs and state directories are kept in {tmp}", file=sys.stderr)
-        raise
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()  # a failure left it running
             worker.wait()
         if broker is not None:
             broker.stop()
-        if not failed:
-            shutil.rmtree(tmp, ignore_errors=True)  # 1M waits' stores: hundreds of MiB
 
 
 if __name__ == "__main__":
