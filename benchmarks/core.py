@@ -14,7 +14,8 @@ Two readings:
 - ``python benchmarks/core.py --callgrind``: the same run under valgrind's callgrind, which
   counts the instructions executed. The count does not drift with the machine: two trees are
   compared by one run each (``--scale 0.1`` keeps a run to a few minutes). The instructions of the
-  set-up (imports, building the input) are measured by a run with no records and subtracted.
+  set-up (imports, building the input, opening and closing the stores) are measured by a run
+  that does all that and applies nothing, and subtracted.
 """
 
 from __future__ import annotations
@@ -108,8 +109,11 @@ def match_heavy(scale: float, start_ms: int) -> list[FakeMessage]:
     return out
 
 
-def run(messages: list[FakeMessage], root: Path, batch: int) -> tuple[float, int]:
-    """Apply and commit every batch; return (seconds, changelog records)."""
+def run(
+    messages: list[FakeMessage], root: Path, batch: int, process: bool = True
+) -> tuple[float, int]:
+    """Apply and commit every batch (none unless ``process``); return (seconds, changelog
+    records)."""
     config = RuntimeConfig(
         client={}, group_id="core", state_dir=root, topics=TOPICS, partitions=PARTITIONS
     )
@@ -120,7 +124,7 @@ def run(messages: list[FakeMessage], root: Path, batch: int) -> tuple[float, int
         worker.stores[number] = store
     changelog = 0
     started = time.perf_counter()
-    for first in range(0, len(messages), batch):
+    for first in range(0, len(messages) if process else 0, batch):
         _emits, offsets = worker._apply(messages[first : first + batch])  # type: ignore[arg-type]
         for partition, store in worker.stores.items():
             if partition in offsets:
@@ -132,24 +136,26 @@ def run(messages: list[FakeMessage], root: Path, batch: int) -> tuple[float, int
     return seconds, changelog
 
 
-def _once(scale: float) -> tuple[float, int, int]:
+def _once(scale: float, process: bool = True) -> tuple[float, int, int]:
     messages = match_heavy(scale, 1_700_000_000_000)
     root = Path(tempfile.mkdtemp(prefix="waitline-core-"))
     try:
         # Batches shrink with the input, so a smaller run coalesces writes as the full one does.
-        seconds, changelog = run(messages, root, max(1, int(BATCH * scale)))
+        seconds, changelog = run(messages, root, max(1, int(BATCH * scale)), process)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return seconds, len(messages), changelog
 
 
-def _instructions(scale: float) -> int:
-    """Instructions executed by a child run of this file at ``scale``, under callgrind."""
+def _instructions(scale: float, process: bool = True) -> int:
+    """Instructions executed by a child run of this file at ``scale``, under callgrind; without
+    ``process``, the run only sets up (imports, the input built, the stores opened and closed)."""
     with tempfile.TemporaryDirectory(prefix="waitline-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         command = [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
             sys.executable, __file__, "--scale", str(scale), "--repeat", "1", "--quiet",
+            *([] if process else ["--setup-only"]),
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
         if done.returncode != 0:
@@ -166,19 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs; the best is reported")
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.callgrind:
         if shutil.which("valgrind") is None:
             print("core.py: --callgrind needs valgrind (apt install valgrind)", file=sys.stderr)
             return 2
-        total, setup = _instructions(args.scale), _instructions(0.0)
+        total, setup = _instructions(args.scale), _instructions(args.scale, process=False)
         records = len(match_heavy(args.scale, 0))
         print(f"{(total - setup) / records:,.0f} instructions per input record "
               f"({records:,} records, scale {args.scale})")  # fmt: skip
         return 0
     best = None
     for _ in range(args.repeat):
-        seconds, records, changelog = _once(args.scale)
+        seconds, records, changelog = _once(args.scale, not args.setup_only)
         best = seconds if best is None else min(best, seconds)
         if not args.quiet:
             each = changelog / max(records, 1)

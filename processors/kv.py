@@ -122,11 +122,12 @@ class Overlay:
             if len(self.cache) + len(self.changes) > self.cache_limit:
                 self.cache.clear()
             most = self.cache_value_bytes
-            for key, value in self.changes.items():
-                if value is None or len(value) <= most:
-                    self.cache[key] = value
-                else:
-                    self.cache.pop(key, None)  # an older, smaller value may be cached
+            # All of them in one C-level update, then out with the values too big to keep (an
+            # older, smaller value of such a key may have been cached).
+            big = [key for key, value in self.changes.items() if value and len(value) > most]
+            self.cache.update(self.changes)
+            for key in big:
+                del self.cache[key]
         self.changes.clear()
 
     def forget(self) -> None:

@@ -165,6 +165,8 @@ class ResumeCommand(_Wire):
 
 WaitCommand = Annotated[WaitRegistration | CancelWait | TimerFired, Field(discriminator="type")]
 _WAIT_COMMAND: TypeAdapter[WaitRegistration | CancelWait | TimerFired] = TypeAdapter(WaitCommand)
+# Called directly, without ``model_validate_json``'s keyword defaults (processors.correlation).
+_validate_registration = WaitRegistration.__pydantic_validator__.validate_json
 
 
 def parse_wait_command(raw: bytes | dict[str, Any]) -> WaitRegistration | CancelWait | TimerFired:
@@ -174,7 +176,8 @@ def parse_wait_command(raw: bytes | dict[str, Any]) -> WaitRegistration | Cancel
         # and a record whose top-level ``type`` picks the model (cancel, timer). Anything else
         # (say, a registration without ``type`` whose context has "type" keys) is decided below.
         if b'"type"' not in raw:
-            return WaitRegistration.model_validate_json(raw)
+            registration: WaitRegistration = _validate_registration(raw)
+            return registration
         try:
             return _WAIT_COMMAND.validate_json(raw)
         except ValidationError:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from coreharness import Core, dead_letters, resumes
+from pydantic import ValidationError
 
 from processors.correlation import (
     HEADER_REASON,
@@ -22,6 +23,8 @@ from processors.correlation import (
     Source,
     Target,
     _resume_json,
+    _validate_event,
+    _wire_event,
     resume_id_for,
 )
 from processors.kv import MemoryKV
@@ -852,6 +855,25 @@ def test_resume_json_is_the_models_wire_form(
     )
     assert written == model.to_json()
     assert ResumeCommand.model_validate_json(written) == model
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"eventId":"e1","name":"paid","correlationKey":"o"}',
+        b'{"eventId":"e1","name":"paid","correlationKey":"o","data":{"x":[1.5,null],"y":"\\u00e9"},'
+        b'"idempotencyKey":"i","ttl":"PT1H","timestamp":17}',
+    ],
+)
+def test_the_direct_validator_and_serializer_are_the_models(raw: bytes) -> None:
+    # The core calls pydantic's validator and serializer without the model's wrappers.
+    event = _validate_event(raw)
+    assert event == Event.model_validate_json(raw)
+    assert _wire_event(event, 99) == event.model_dump(by_alias=True, mode="json") | {
+        "timestamp": 99
+    }
+    with pytest.raises(ValidationError):
+        _validate_event(b'{"eventId":"","name":"paid","correlationKey":"o"}')
 
 
 def test_a_matched_resume_carries_the_event_stamped_with_its_record_time(core: Core) -> None:
