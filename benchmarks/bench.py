@@ -326,6 +326,11 @@ def _rss_mb(pid: int) -> float:
     return peak
 
 
+def _late(found: dict[str, Any]) -> str:
+    """A timeout-lateness measurement on one line: percentiles and early firings."""
+    return f"{found['lateness_ms']}, early {found['early_firings']}"
+
+
 def _rates(spec: str | None) -> list[float]:
     """``--latency-at`` / ``--lateness-at``: comma-separated rates per second."""
     return [float(rate) for rate in spec.split(",")] if spec else []
@@ -689,6 +694,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         if args.profile:
             return run_profile(bootstrap, args.scale, tmp)
         linger, batched = args.offer_linger, args.batched_offer_linger
+        n = int(100_000 * args.scale)  # the waits of a timeout-lateness measurement
         restarts, used = 0, False
 
         def live_topics() -> tuple[str, Topics, str]:
@@ -715,13 +721,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 print(f"waitline at {rate:,.0f} records/s offered: {found}", flush=True)
             for rate in _rates(args.lateness_at):
                 bootstrap, topics, prefix = live_topics()
-                n = int(100_000 * args.scale)
                 late = timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
-                print(
-                    f"waitline timeouts at {rate:,.0f} waits/s offered: {late['lateness_ms']} "
-                    f"early={late['early_firings']}",
-                    flush=True,
-                )
+                print(f"waitline timeouts at {rate:,.0f} waits/s: {_late(late)}", flush=True)
             return 0
         for workload in args.workloads.split(","):
             rows: dict[str, Any] = {}
@@ -790,31 +791,26 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                             flush=True,
                         )
             if workload == "timeouts":
-                n = int(100_000 * args.scale)
                 # Each wait is two input records (its registration and, once due, its timer
                 # command, which the workload's offsets count too): half the maximum in waits/s.
                 rate = max(100.0, w["records_per_s"] / 4)
                 bootstrap, topics, prefix = live_topics()
                 w |= timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
-                print(f"timeouts: {w['lateness_ms']} early={w['early_firings']}", flush=True)
+                print(f"timeouts: {_late(w)}", flush=True)
                 if batched:
                     bootstrap, topics, prefix = live_topics()
                     w["batched_offer"] = timeout_lateness(
                         bootstrap, topics, prefix, n, rate, tmp, linger_ms=batched
                     )
                     late = w["batched_offer"]
-                    print(
-                        f"timeouts, offer at linger.ms {batched}: {late['lateness_ms']} "
-                        f"early={late['early_firings']}",
-                        flush=True,
-                    )
+                    print(f"timeouts, offer at linger.ms {batched}: {_late(late)}", flush=True)
                 bootstrap, topics, prefix = live_topics()
                 pending = int(1_000_000 * args.scale)
                 big = timeout_lateness(
                     bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=linger
                 )
                 w["with_pending_waits"] = big
-                print(f"timeouts+1M: {big['lateness_ms']} early={big['early_firings']}", flush=True)
+                print(f"timeouts+1M: {_late(big)}", flush=True)
             results["workloads"][workload] = rows
         small = results["workloads"].get("match-heavy", {}).get("waitline")
         large = results["workloads"].get("large-state", {}).get("waitline")
@@ -890,18 +886,12 @@ def _table(results: dict[str, Any]) -> None:
                 )
         w = rows["waitline"]
         if "lateness_ms" in w:
-            print(f"{name}: timeout lateness ms {w['lateness_ms']}, early {w['early_firings']}")
+            print(f"{name}: timeout lateness ms {_late(w)}")
             if "batched_offer" in w:
-                batch = w["batched_offer"]
-                print(
-                    f"{name}: offer at linger.ms {results['batched_offer_linger_ms']}: "
-                    f"{batch['lateness_ms']}, early {batch['early_firings']}"
-                )
+                batched = results["batched_offer_linger_ms"]
+                print(f"{name}: offer at linger.ms {batched}: {_late(w['batched_offer'])}")
             big = w["with_pending_waits"]
-            print(
-                f"{name}: with {big['pending_waits']:,} pending waits: {big['lateness_ms']}, "
-                f"early {big['early_firings']}"
-            )
+            print(f"{name}: with {big['pending_waits']:,} pending waits: {_late(big)}")
         if "ratio_to_small_state" in w:
             print(f"{name}: throughput ÷ small state {w['ratio_to_small_state']}")
     if "restore" in results:
