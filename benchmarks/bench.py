@@ -11,8 +11,9 @@ For each workload the same generated input is written to fresh topics, then each
 
 Throughput is input records per second between the first sample of the contender's committed
 input offsets that shows progress and the sample where everything is committed (so process
-start-up and the group join are not counted), median of --runs runs. Faust is given
---faust-window seconds per run (it is ~40x slower) and its rate is taken over that window.
+start-up and the group join are not counted), median of --runs runs for every contender and
+workload. Faust is given --faust-window seconds per run (it is ~20x slower) and its rate is
+taken over that window.
 large-state first loads 1,000,000 pending waits, waits until they are applied, then produces
 the match-heavy stream (pre-encoded, so the producer is not the bottleneck) and measures that.
 
@@ -730,8 +731,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 if contender == "faust" and (args.no_faust or workload == "large-state"):
                     continue  # 1M waits at Faust's ~3k/s would take ~6 minutes just to load
                 rates, peaks = [], []
-                runs = 1 if (contender == "faust" or workload == "large-state") else args.runs
-                for _ in range(runs):
+                for _ in range(args.runs):
                     topics, prefix = fresh_topics(bootstrap)
                     used = True
                     window = args.faust_window if contender == "faust" else None
