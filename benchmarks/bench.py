@@ -12,15 +12,18 @@ For each workload the same generated input is written to fresh topics, then each
 Throughput is input records per second between the first sample of the contender's committed
 input offsets that shows progress and the sample where everything is committed (so process
 start-up and the group join are not counted), median of --runs runs for every contender and
-workload. Faust is given --faust-window seconds per run (it is ~20x slower) and its rate is
-taken over that window.
+workload. The runs go round by round (every contender once a round), so the machine's drift
+falls on all of them alike, and each ratio is also taken within every round (the "paired"
+ratio: the median of the per-round ratios). Faust is given --faust-window seconds per run (it
+is ~14-20x slower) and its rate is taken over that window.
 large-state first loads 1,000,000 pending waits, waits until they are applied, then produces
 the match-heavy stream (pre-encoded, so the producer is not the bottleneck) and measures that.
 
 Then, at a fixed offered load of half each contender's measured match-heavy maximum: match
-latency (event produced → resume readable). For waitline: timeout lateness and early firings,
-with an empty state and with 1,000,000 pending waits; peak RSS (VmHWM) of every contender;
-the restore rate from benchmarks/results/recovery.json (`make recovery`).
+latency (event produced → resume readable); the ceiling's also at waitline's offered rate, the
+broker's floor for one hop at the load waitline is measured at. For waitline: timeout lateness
+and early firings, with an empty state and with 1,000,000 pending waits; peak RSS (VmHWM) of
+every contender; the restore rate from benchmarks/results/recovery.json (`make recovery`).
 
 The live streams (latency, lateness) are offered by a producer with linger.ms --offer-linger
 (default 5, librdkafka's own). On the embedded broker that setting decides the latency more than
@@ -645,7 +648,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="match-heavy,early-events,timeouts,large-state")
     parser.add_argument("--profile", action="store_true", help="profile waitline instead")
     parser.add_argument(
-        "--latency-at", metavar="RATES", help="only waitline's match latency at these rates/s"
+        "--latency-at",
+        metavar="RATES",
+        help="only the match latency (waitline's, or --latency-of's) at these rates/s",
+    )
+    parser.add_argument(
+        "--latency-of",
+        metavar="CONTENDERS",
+        help="with --latency-at: whose latency, one after the other at each rate (default "
+        "waitline; ceiling,waitline gives the broker's floor beside waitline's)",
     )
     parser.add_argument(
         "--lateness-at", metavar="RATES", help="only waitline's timeout lateness at these waits/s"
@@ -675,6 +686,13 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
+    if args.latency_of is not None:
+        if not args.latency_at:
+            parser.error("--latency-of goes with --latency-at")
+        unknown = sorted(set(args.latency_of.split(",")) - set(CONTENDERS))
+        if unknown:
+            known = ", ".join(CONTENDERS)
+            parser.error(f"--latency-of: no contender {', '.join(unknown)} (known: {known})")
     with scratch_dir("bench") as tmp:
         return run(args, tmp)
 
@@ -715,50 +733,70 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
         if args.latency_at or args.lateness_at:
             for rate in _rates(args.latency_at):
-                bootstrap, topics, prefix = live_topics()
-                found = live_latency(
-                    "waitline", bootstrap, topics, prefix, rate, tmp, args.latency_seconds, linger
-                )
-                print(f"waitline at {rate:,.0f} records/s offered: {found}", flush=True)
+                for contender in (args.latency_of or "waitline").split(","):
+                    bootstrap, topics, prefix = live_topics()
+                    seconds = args.latency_seconds
+                    found = live_latency(
+                        contender, bootstrap, topics, prefix, rate, tmp, seconds, linger
+                    )
+                    print(f"{contender} at {rate:,.0f} records/s offered: {found}", flush=True)
             for rate in _rates(args.lateness_at):
                 bootstrap, topics, prefix = live_topics()
                 late = timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
                 print(f"waitline timeouts at {rate:,.0f} waits/s: {_late(late)}", flush=True)
             return 0
         for workload in args.workloads.split(","):
-            rows: dict[str, Any] = {}
-            for contender in args.contenders.split(","):
-                if contender == "faust" and (args.no_faust or workload == "large-state"):
-                    continue  # 1M waits at Faust's ~3k/s would take ~6 minutes just to load
-                rates, peaks = [], []
-                for _ in range(args.runs):
+            contenders = [
+                c
+                for c in args.contenders.split(",")
+                # 1M waits at Faust's ~3k/s would take ~6 minutes just to load
+                if not (c == "faust" and (args.no_faust or workload == "large-state"))
+            ]
+            runs: dict[str, list[float]] = {c: [] for c in contenders}
+            peaks: dict[str, list[float]] = {c: [] for c in contenders}
+            # Round by round, every contender once a round: the machine's speed drifts by
+            # ±15% within minutes, and a contender's runs taken one after the other would put
+            # that drift between the contenders, into every ratio (docs/benchmarks.md).
+            for round_number in range(1, args.runs + 1):
+                for contender in contenders:
                     topics, prefix = fresh_topics(bootstrap)
                     used = True
                     window = args.faust_window if contender == "faust" else None
                     rate, peak = measure(
                         contender, bootstrap, topics, prefix, workload, args.scale, tmp, window
                     )
-                    rates.append(rate)
-                    peaks.append(peak)
+                    runs[contender].append(rate)
+                    peaks[contender].append(peak)
+                    print(
+                        f"{workload:13} {contender:11} round {round_number}: {rate:>9,.0f} rec/s",
+                        flush=True,
+                    )
+            rows: dict[str, Any] = {}
+            for contender in contenders:
                 rows[contender] = {
-                    "records_per_s": round(statistics.median(rates)),
-                    "runs": [round(r) for r in rates],
-                    "peak_rss_mb": round(max(peaks), 1),
+                    "records_per_s": round(statistics.median(runs[contender])),
+                    "runs": [round(r) for r in runs[contender]],
+                    "peak_rss_mb": round(max(peaks[contender]), 1),
                 }
                 print(
                     f"{workload:13} {contender:11} {rows[contender]['records_per_s']:>9,} rec/s "
                     f"runs={rows[contender]['runs']} peak_rss={rows[contender]['peak_rss_mb']} MiB",
                     flush=True,
                 )
-            for row in (rows[name] for name in WAITLINES if name in rows):
-                if "ceiling" in rows:
-                    row["ratio_to_ceiling"] = round(
-                        row["records_per_s"] / max(rows["ceiling"]["records_per_s"], 1), 3
+            for name in (name for name in WAITLINES if name in rows):
+                row = rows[name]
+                for peer, digits in (("ceiling", 3), ("faust", 1)):
+                    if peer not in rows:
+                        continue
+                    if 0 in runs[peer]:  # done before the first progress sample (tiny --scale)
+                        print(f"{workload}: {peer} measured no rate in a run; no ratio to it")
+                        continue
+                    row[f"ratio_to_{peer}"] = round(
+                        row["records_per_s"] / max(rows[peer]["records_per_s"], 1), digits
                     )
-                if "faust" in rows:
-                    row["ratio_to_faust"] = round(
-                        row["records_per_s"] / max(rows["faust"]["records_per_s"], 1), 1
-                    )
+                    # The same ratio taken within each round (runs minutes apart, not tens of
+                    # minutes), then the median: what drift between rounds cannot move.
+                    row[f"ratio_to_{peer}_paired"] = _paired(runs[name], runs[peer], digits)
             if "waitline" in rows and "waitline-2p" in rows:
                 one, two = rows["waitline"], rows["waitline-2p"]
                 two["ratio_to_one_process"] = round(
@@ -766,14 +804,23 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 )
             w = rows["waitline"]
             if workload == "match-heavy" and not args.no_latency:
-                for contender, row in rows.items():
+                half = {name: max(50.0, row["records_per_s"] / 2) for name, row in rows.items()}
+                plan = []  # (contender, suffix of the result's key, offered records/s)
+                for contender in rows:
                     if contender == "waitline-2p":
                         continue  # the targets are per process; its latency is the broker's too
-                    rate = max(50.0, row["records_per_s"] / 2)
+                    plan.append((contender, "", half[contender]))
+                    if contender == "ceiling" and "waitline" in rows:
+                        # The broker's floor at waitline's load: one consume → produce hop with
+                        # no state, offered what waitline is offered.
+                        plan.append((contender, "_at_waitline_rate", half["waitline"]))
+                for contender, suffix, rate in plan:
+                    row = rows[contender]
                     offers = [("latency_ms", linger)]
                     if batched and contender != "faust":
                         offers.append(("latency_ms_batched_offer", batched))
                     for key, offer_linger in offers:
+                        key += suffix
                         bootstrap, topics, prefix = live_topics()
                         row[key] = live_latency(
                             contender,
@@ -786,7 +833,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                             offer_linger,
                         )
                         print(
-                            f"{workload:13} {contender:9} latency, offer at linger.ms "
+                            f"{workload:13} {contender:9} {key}, offer at linger.ms "
                             f"{offer_linger}: {row[key]}",
                             flush=True,
                         )
@@ -832,6 +879,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             broker.stop()
 
 
+def _paired(ours: list[float], theirs: list[float], digits: int) -> float:
+    """The median over rounds of ``ours[i] / theirs[i]`` (runs of one round)."""
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    return round(statistics.median(ratios), digits)
+
+
 def _machine(bootstrap: str | None) -> dict[str, Any]:
     import confluent_kafka
 
@@ -862,7 +915,8 @@ def _machine(bootstrap: str | None) -> dict[str, Any]:
 def _table(results: dict[str, Any]) -> None:
     print(
         f"\n{'workload':13} {'ceiling':>10} {'waitline':>10} {'faust':>8} "
-        f"{'÷ceiling':>9} {'÷faust':>7} {'rss MiB':>8} {'2 procs':>9} {'÷1 proc':>8}"
+        f"{'÷ceiling':>9} {'÷faust':>7} {'paired':>7} {'rss MiB':>8} {'2 procs':>9} "
+        f"{'÷1 proc':>8}"
     )
     for name, rows in results["workloads"].items():
         w = rows["waitline"]
@@ -872,18 +926,21 @@ def _table(results: dict[str, Any]) -> None:
         print(
             f"{name:13} {ceiling:>10} {w['records_per_s']:>10} "
             f"{faust:>8} {w.get('ratio_to_ceiling', '-'):>9} {w.get('ratio_to_faust', '-'):>7} "
-            f"{w['peak_rss_mb']:>8} {two.get('records_per_s', '-'):>9} "
+            f"{w.get('ratio_to_faust_paired', '-'):>7} {w['peak_rss_mb']:>8} "
+            f"{two.get('records_per_s', '-'):>9} "
             f"{two.get('ratio_to_one_process', '-'):>8}"
         )
     for name, rows in results["workloads"].items():
         for contender, row in rows.items():
-            if "latency_ms" in row:
-                print(f"{name}: {contender} match latency ms {row['latency_ms']}")
-            if "latency_ms_batched_offer" in row:
-                print(
-                    f"{name}: {contender} match latency ms, offer at linger.ms "
-                    f"{results['batched_offer_linger_ms']}: {row['latency_ms_batched_offer']}"
-                )
+            for suffix, at in (("", ""), ("_at_waitline_rate", " at waitline's rate")):
+                if "latency_ms" + suffix in row:
+                    print(f"{name}: {contender}{at} match latency ms {row['latency_ms' + suffix]}")
+                if "latency_ms_batched_offer" + suffix in row:
+                    print(
+                        f"{name}: {contender}{at} match latency ms, offer at linger.ms "
+                        f"{results['batched_offer_linger_ms']}: "
+                        f"{row['latency_ms_batched_offer' + suffix]}"
+                    )
         w = rows["waitline"]
         if "lateness_ms" in w:
             print(f"{name}: timeout lateness ms {_late(w)}")
