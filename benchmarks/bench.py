@@ -792,7 +792,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                         print(f"{workload}: {peer} measured no rate in a run; no ratio to it")
                         continue
                     row[f"ratio_to_{peer}"] = round(
-                        row["records_per_s"] / max(rows[peer]["records_per_s"], 1), digits
+                        row["records_per_s"] / rows[peer]["records_per_s"], digits
                     )
                     # The same ratio taken within each round (runs minutes apart, not tens of
                     # minutes), then the median: what drift between rounds cannot move.
