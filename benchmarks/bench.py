@@ -686,6 +686,10 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.contenders.split(",")) - set(CONTENDERS))
+    if unknown:
+        known = ", ".join(CONTENDERS)
+        parser.error(f"--contenders: no contender {', '.join(unknown)} (known: {known})")
     if args.latency_of is not None:
         if not args.latency_at:
             parser.error("--latency-of goes with --latency-at")
@@ -771,38 +775,13 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                         f"{workload:13} {contender:11} round {round_number}: {rate:>9,.0f} rec/s",
                         flush=True,
                     )
-            rows: dict[str, Any] = {}
-            for contender in contenders:
-                rows[contender] = {
-                    "records_per_s": round(statistics.median(runs[contender])),
-                    "runs": [round(r) for r in runs[contender]],
-                    "peak_rss_mb": round(max(peaks[contender]), 1),
-                }
+            rows = summarize(workload, runs, peaks)
+            for contender, row in rows.items():
                 print(
-                    f"{workload:13} {contender:11} {rows[contender]['records_per_s']:>9,} rec/s "
-                    f"runs={rows[contender]['runs']} peak_rss={rows[contender]['peak_rss_mb']} MiB",
+                    f"{workload:13} {contender:11} {row['records_per_s']:>9,} rec/s "
+                    f"runs={row['runs']} peak_rss={row['peak_rss_mb']} MiB",
                     flush=True,
                 )
-            for name in (name for name in WAITLINES if name in rows):
-                row = rows[name]
-                for peer, digits in (("ceiling", 3), ("faust", 1)):
-                    if peer not in rows:
-                        continue
-                    if 0 in runs[peer]:  # done before the first progress sample (tiny --scale)
-                        print(f"{workload}: {peer} measured no rate in a run; no ratio to it")
-                        continue
-                    row[f"ratio_to_{peer}"] = round(
-                        row["records_per_s"] / rows[peer]["records_per_s"], digits
-                    )
-                    # The same ratio taken within each round (runs minutes apart, not tens of
-                    # minutes), then the median: what drift between rounds cannot move.
-                    row[f"ratio_to_{peer}_paired"] = _paired(runs[name], runs[peer], digits)
-            if "waitline" in rows and "waitline-2p" in rows:
-                one, two = rows["waitline"], rows["waitline-2p"]
-                two["ratio_to_one_process"] = round(
-                    two["records_per_s"] / max(one["records_per_s"], 1), 2
-                )
-            w = rows["waitline"]
             if workload == "match-heavy" and not args.no_latency:
                 half = {name: max(50.0, row["records_per_s"] / 2) for name, row in rows.items()}
                 plan = []  # (contender, suffix of the result's key, offered records/s)
@@ -837,7 +816,10 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                             f"{offer_linger}: {row[key]}",
                             flush=True,
                         )
-            if workload == "timeouts":
+            if workload == "timeouts" and "waitline" not in rows:
+                print("timeouts: waitline is not among --contenders; no timeout lateness")
+            elif workload == "timeouts":
+                w = rows["waitline"]
                 # Each wait is two input records (its registration and, once due, its timer
                 # command, which the workload's offsets count too): half the maximum in waits/s.
                 rate = max(100.0, w["records_per_s"] / 4)
@@ -879,6 +861,38 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             broker.stop()
 
 
+def summarize(
+    workload: str, runs: dict[str, list[float]], peaks: dict[str, list[float]]
+) -> dict[str, dict[str, Any]]:
+    """Each contender's row of a workload: the median rate, its runs and peak RSS, and for
+    waitline (and waitline-2p) the ratios to each peer measured, of the medians and paired
+    (``_paired``); waitline-2p's also to one process. Runs are listed in round order."""
+    rows: dict[str, dict[str, Any]] = {}
+    for contender, rates in runs.items():
+        rows[contender] = {
+            "records_per_s": round(statistics.median(rates)),
+            "runs": [round(r) for r in rates],
+            "peak_rss_mb": round(max(peaks[contender]), 1),
+        }
+    unrated = [name for name, rates in runs.items() if 0 in rates]
+    for name in unrated:  # done before the first progress sample (tiny --scale)
+        print(f"{workload}: {name} measured no rate in a run; no ratio to it")
+    for name in (name for name in WAITLINES if name in rows):
+        peers = [("ceiling", 3), ("faust", 1)]
+        if name == "waitline-2p":
+            peers.append(("waitline", 2))
+        for peer, digits in peers:
+            if peer not in rows or peer in unrated:
+                continue
+            label = "one_process" if peer == "waitline" else peer
+            ratio = rows[name]["records_per_s"] / rows[peer]["records_per_s"]
+            rows[name][f"ratio_to_{label}"] = round(ratio, digits)
+            # The same ratio taken within each round (runs minutes apart, not tens of
+            # minutes), then the median: what drift between rounds cannot move.
+            rows[name][f"ratio_to_{label}_paired"] = _paired(runs[name], runs[peer], digits)
+    return rows
+
+
 def _paired(ours: list[float], theirs: list[float], digits: int) -> float:
     """The median over rounds of ``ours[i] / theirs[i]`` (runs of one round)."""
     ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
@@ -912,24 +926,33 @@ def _machine(bootstrap: str | None) -> dict[str, Any]:
     }
 
 
+def _ratio(row: dict[str, Any], peer: str) -> str:
+    """``row``'s ratio to ``peer`` for the table: "median (paired)", or "-" if none."""
+    if f"ratio_to_{peer}" not in row:
+        return "-"
+    paired = row.get(f"ratio_to_{peer}_paired", "-")
+    return f"{row[f'ratio_to_{peer}']} ({paired})"
+
+
+_RATED = ("ceiling", "waitline", "faust")  # the table's rate columns
+
+
 def _table(results: dict[str, Any]) -> None:
     print(
         f"\n{'workload':13} {'ceiling':>10} {'waitline':>10} {'faust':>8} "
-        f"{'÷ceiling':>9} {'÷faust':>7} {'paired':>7} {'rss MiB':>8} {'2 procs':>9} "
-        f"{'÷1 proc':>8}"
+        f"{'÷ceiling':>15} {'÷faust':>13} {'rss MiB':>8} {'2 procs':>9} {'÷1 proc':>13}"
     )
     for name, rows in results["workloads"].items():
-        w = rows["waitline"]
-        faust = rows.get("faust", {}).get("records_per_s", "-")
-        ceiling = rows.get("ceiling", {}).get("records_per_s", "-")
+        w = rows.get("waitline", {})
         two = rows.get("waitline-2p", {})
+        rates = [rows.get(c, {}).get("records_per_s", "-") for c in _RATED]
         print(
-            f"{name:13} {ceiling:>10} {w['records_per_s']:>10} "
-            f"{faust:>8} {w.get('ratio_to_ceiling', '-'):>9} {w.get('ratio_to_faust', '-'):>7} "
-            f"{w.get('ratio_to_faust_paired', '-'):>7} {w['peak_rss_mb']:>8} "
-            f"{two.get('records_per_s', '-'):>9} "
-            f"{two.get('ratio_to_one_process', '-'):>8}"
+            f"{name:13} {rates[0]:>10} {rates[1]:>10} {rates[2]:>8} "
+            f"{_ratio(w, 'ceiling'):>15} {_ratio(w, 'faust'):>13} "
+            f"{w.get('peak_rss_mb', '-'):>8} {two.get('records_per_s', '-'):>9} "
+            f"{_ratio(two, 'one_process'):>13}"
         )
+    print("ratios: of the medians (paired: the median of the ratios within each round)")
     for name, rows in results["workloads"].items():
         for contender, row in rows.items():
             for suffix, at in (("", ""), ("_at_waitline_rate", " at waitline's rate")):
@@ -941,7 +964,7 @@ def _table(results: dict[str, Any]) -> None:
                         f"{results['batched_offer_linger_ms']}: "
                         f"{row['latency_ms_batched_offer' + suffix]}"
                     )
-        w = rows["waitline"]
+        w = rows.get("waitline", {})
         if "lateness_ms" in w:
             print(f"{name}: timeout lateness ms {_late(w)}")
             if "batched_offer" in w:
