@@ -29,11 +29,12 @@ The live streams (latency, lateness) are offered by a producer with linger.ms --
 (default 5, librdkafka's own). On the embedded broker that setting decides the latency more than
 the worker does: Tansu's cost grows with the number of record batches a partition holds
 (docs/benchmarks.md, "Latency on the embedded broker"), so the ceiling's and waitline's
-latency, and waitline's lateness with an empty state, are measured again with the offer at
-linger.ms --batched-offer-linger (50; 0 leaves it out). Each live measurement starts on a
-restarted, empty embedded broker (--keep-broker: on the one in use); the throughput runs use
-the broker as the previous measurement left it. `--latency-at RATES` and
-`--lateness-at RATES` measure only waitline's match latency or timeout lateness at those rates.
+latency, and waitline's lateness with an empty state and with 1,000,000 pending waits, are
+measured again with the offer at linger.ms --batched-offer-linger (50; 0 leaves it out).
+Each live measurement starts on a restarted, empty embedded broker (--keep-broker: on the one
+in use); the throughput runs use the broker as the previous measurement left it.
+`--latency-at RATES` and `--lateness-at RATES` measure only waitline's match latency or timeout
+lateness at those rates (`--lateness-pending N`: with N pending waits applied first).
 
 Writes benchmarks/results/latest.json and latest.png and prints a table. `--profile` instead
 runs waitline once over match-heavy under py-spy and writes where the time goes to
@@ -662,6 +663,13 @@ def main(argv: list[str] | None = None) -> int:
         "--lateness-at", metavar="RATES", help="only waitline's timeout lateness at these waits/s"
     )
     parser.add_argument(
+        "--lateness-pending",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --lateness-at: N waits with a 1 h timeout applied first (default 0)",
+    )
+    parser.add_argument(
         "--offer-linger",
         type=int,
         default=LIBRDKAFKA_LINGER_MS,
@@ -690,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         known = ", ".join(CONTENDERS)
         parser.error(f"--contenders: no contender {', '.join(unknown)} (known: {known})")
+    if args.lateness_pending and not args.lateness_at:
+        parser.error("--lateness-pending goes with --lateness-at")
+    if args.lateness_pending < 0:
+        parser.error("--lateness-pending: a number of waits, 0 or more")
     if args.latency_of is not None:
         if not args.latency_at:
             parser.error("--latency-of goes with --latency-at")
@@ -746,8 +758,15 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                     print(f"{contender} at {rate:,.0f} records/s offered: {found}", flush=True)
             for rate in _rates(args.lateness_at):
                 bootstrap, topics, prefix = live_topics()
-                late = timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
-                print(f"waitline timeouts at {rate:,.0f} waits/s: {_late(late)}", flush=True)
+                pending = args.lateness_pending
+                late = timeout_lateness(
+                    bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=linger
+                )
+                with_pending = f" with {pending:,} pending" if pending else ""
+                print(
+                    f"waitline timeouts at {rate:,.0f} waits/s{with_pending}: {_late(late)}",
+                    flush=True,
+                )
             return 0
         for workload in args.workloads.split(","):
             contenders = [
@@ -840,6 +859,13 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 )
                 w["with_pending_waits"] = big
                 print(f"timeouts+1M: {_late(big)}", flush=True)
+                if batched:
+                    bootstrap, topics, prefix = live_topics()
+                    big = timeout_lateness(
+                        bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=batched
+                    )
+                    w["with_pending_waits_batched_offer"] = big
+                    print(f"timeouts+1M, offer at linger.ms {batched}: {_late(big)}", flush=True)
             results["workloads"][workload] = rows
         small = results["workloads"].get("match-heavy", {}).get("waitline")
         large = results["workloads"].get("large-state", {}).get("waitline")
@@ -972,6 +998,12 @@ def _table(results: dict[str, Any]) -> None:
                 print(f"{name}: offer at linger.ms {batched}: {_late(w['batched_offer'])}")
             big = w["with_pending_waits"]
             print(f"{name}: with {big['pending_waits']:,} pending waits: {_late(big)}")
+            if "with_pending_waits_batched_offer" in w:
+                big = w["with_pending_waits_batched_offer"]
+                print(
+                    f"{name}: with {big['pending_waits']:,} pending waits, offer at linger.ms "
+                    f"{results['batched_offer_linger_ms']}: {_late(big)}"
+                )
         if "ratio_to_small_state" in w:
             print(f"{name}: throughput ÷ small state {w['ratio_to_small_state']}")
     if "restore" in results:

@@ -96,3 +96,19 @@ def test_unknown_contenders_are_refused(capsys: pytest.CaptureFixture[str]) -> N
         bench.main(["--contenders", "waitline,fuast"])
     assert exit_info.value.code == 2
     assert "no contender fuast" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lateness-pending", "1000"], "--lateness-pending goes with --lateness-at"),
+        (["--lateness-at", "100", "--lateness-pending", "-1"], "0 or more"),
+    ],
+)
+def test_lateness_pending_needs_lateness_at_and_a_count(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
