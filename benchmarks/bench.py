@@ -694,10 +694,13 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.contenders.split(",")) - set(CONTENDERS))
+    named = args.contenders.split(",")
+    unknown = sorted(set(named) - set(CONTENDERS))
     if unknown:
         known = ", ".join(CONTENDERS)
-        parser.error(f"--contenders: no contender {', '.join(unknown)} (known: {known})")
+        parser.error(f"--contenders: no contender {', '.join(map(repr, unknown))} (known: {known})")
+    if len(set(named)) < len(named):
+        parser.error("--contenders: a contender named twice (each runs once a round)")
     if args.lateness_pending and not args.lateness_at:
         parser.error("--lateness-pending goes with --lateness-at")
     if args.lateness_pending < 0:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,8 +23,8 @@ def _peaks(runs: dict[str, list[float]]) -> dict[str, list[float]]:
 
 
 def test_ratios_of_medians_and_paired_differ_under_drift() -> None:
-    # Round 2 ran in a slow phase for everyone: the medians pair waitline's round 1 with Faust's
-    # round 3, the paired ratio compares each round with itself.
+    # Round 2 ran in a slow phase for everyone: the medians pair waitline's round 3 (36,000) with
+    # Faust's round 1 (2,000), the paired ratio compares each round with itself.
     runs = {
         "ceiling": [200_000.0, 100_000.0, 160_000.0],
         "waitline": [40_000.0, 20_000.0, 36_000.0],
@@ -37,7 +39,8 @@ def test_ratios_of_medians_and_paired_differ_under_drift() -> None:
     assert w["ratio_to_faust_paired"] == 20.0  # median of 20, 20, 12
     assert w["ratio_to_ceiling"] == 0.225  # 36,000 / 160,000
     assert w["ratio_to_ceiling_paired"] == 0.2  # median of 0.2, 0.2, 0.225
-    assert "ratio_to_waitline" not in rows["faust"]
+    for peer in ("ceiling", "faust"):  # only waitline's rows carry ratios
+        assert not [key for key in rows[peer] if key.startswith("ratio_to_")]
 
 
 def test_two_processes_get_a_ratio_to_one_also_paired() -> None:
@@ -91,11 +94,32 @@ def test_the_table_shows_median_and_paired(capsys: pytest.CaptureFixture[str]) -
     assert "0.225 (0.2)" in line and "18.0 (20.0)" in line and "1.94 (2.0)" in line
 
 
-def test_unknown_contenders_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def no_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arguments that pass validation must not start a real benchmark (a broker, ~22 min)."""
+
+    def refuse(*_args: object) -> int:
+        raise AssertionError("the arguments were accepted")
+
+    monkeypatch.setattr(bench, "run", refuse)
+
+
+@pytest.mark.parametrize(
+    ("contenders", "message"),
+    [
+        ("waitline,fuast", "no contender 'fuast'"),
+        ("waitline,", "no contender ''"),
+        ("ceiling,waitline,waitline", "a contender named twice"),
+    ],
+)
+@pytest.mark.usefixtures("no_benchmark")
+def test_bad_contenders_are_refused(
+    contenders: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(["--contenders", "waitline,fuast"])
+        bench.main(["--contenders", contenders])
     assert exit_info.value.code == 2
-    assert "no contender fuast" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -105,6 +129,7 @@ def test_unknown_contenders_are_refused(capsys: pytest.CaptureFixture[str]) -> N
         (["--lateness-at", "100", "--lateness-pending", "-1"], "0 or more"),
     ],
 )
+@pytest.mark.usefixtures("no_benchmark")
 def test_lateness_pending_needs_lateness_at_and_a_count(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -112,3 +137,74 @@ def test_lateness_pending_needs_lateness_at_and_a_count(
         bench.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+class _Broker:
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+
+    def start(self) -> str:
+        return "127.0.0.1:9"
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.fixture
+def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any]]:
+    """``bench.run`` with every measurement stubbed: what each was asked is recorded."""
+    calls: dict[str, list[Any]] = {"measure": [], "latency": [], "lateness": []}
+    rates = {"ceiling": 160_000.0, "waitline": 40_000.0, "waitline-2p": 70_000.0, "faust": 2_500.0}
+
+    def measure(contender: str, *args: Any) -> tuple[float, float]:
+        calls["measure"].append(contender)
+        return rates[contender], 100.0
+
+    def latency(contender: str, *args: Any) -> dict[str, float]:
+        calls["latency"].append(contender)
+        return {"p50": 1.0, "p99": 2.0, "max": 3.0}
+
+    def lateness(*args: Any, pending: int = 0, linger_ms: int = 5) -> dict[str, Any]:
+        calls["lateness"].append((pending, linger_ms))
+        late = {"p50": 1.0, "p99": 2.0, "max": 3.0}
+        return {"lateness_ms": late, "early_firings": 0, "pending_waits": pending}
+
+    monkeypatch.setattr(bench, "EmbeddedBroker", _Broker)
+    monkeypatch.setattr(bench, "fresh_topics", lambda bootstrap: (object(), "prefix"))
+    monkeypatch.setattr(bench, "measure", measure)
+    monkeypatch.setattr(bench, "live_latency", latency)
+    monkeypatch.setattr(bench, "timeout_lateness", lateness)
+    monkeypatch.setattr(bench, "_chart", lambda results, path: None)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    return calls
+
+
+def test_a_run_without_waitline_measures_the_others(
+    stubbed: dict[str, list[Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--contenders", "ceiling,faust", "--workloads", "match-heavy,timeouts", "--runs", "1"]
+    assert bench.main([*argv, "--no-latency", "--output", "t"]) == 0
+    assert stubbed["measure"] == ["ceiling", "faust"] * 2
+    assert stubbed["lateness"] == []
+    assert "waitline is not among --contenders; no timeout lateness" in capsys.readouterr().out
+    results = json.loads((tmp_path / "t.json").read_text())
+    assert results["workloads"]["timeouts"]["faust"]["records_per_s"] == 2_500
+
+
+def test_the_timeouts_workload_measures_lateness_at_both_lingers_with_pending_waits(
+    stubbed: dict[str, list[Any]], tmp_path: Path
+) -> None:
+    argv = ["--contenders", "waitline", "--workloads", "timeouts", "--runs", "1", "--scale", "0.1"]
+    assert bench.main([*argv, "--output", "t"]) == 0
+    # Empty state at linger 5 and 50, then 1M (scaled: 100,000) pending at linger 5 and 50.
+    assert stubbed["lateness"] == [(0, 5), (0, 50), (100_000, 5), (100_000, 50)]
+    w = json.loads((tmp_path / "t.json").read_text())["workloads"]["timeouts"]["waitline"]
+    assert w["with_pending_waits"]["pending_waits"] == 100_000
+    assert w["with_pending_waits_batched_offer"]["pending_waits"] == 100_000
+
+
+def test_lateness_at_passes_the_pending_waits_on(stubbed: dict[str, list[Any]]) -> None:
+    argv = ["--lateness-at", "100,200", "--lateness-pending", "5000", "--offer-linger", "50"]
+    assert bench.main(argv) == 0
+    assert stubbed["lateness"] == [(5000, 50), (5000, 50)]
+    assert stubbed["measure"] == [] and stubbed["latency"] == []
