@@ -890,6 +890,10 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             broker.stop()
 
 
+# Decimals of each ratio: to the ceiling, to Faust, two processes to one.
+_DIGITS = {"ceiling": 3, "faust": 1, "one_process": 2}
+
+
 def summarize(
     workload: str, runs: dict[str, list[float]], peaks: dict[str, list[float]]
 ) -> dict[str, dict[str, Any]]:
@@ -907,9 +911,9 @@ def summarize(
     for name in unrated:  # done before the first progress sample (tiny --scale)
         print(f"{workload}: {name} measured no rate in a run; no ratio to it")
     for name in (name for name in WAITLINES if name in rows):
-        peers = [("ceiling", 3), ("faust", 1)]
+        peers = [("ceiling", _DIGITS["ceiling"]), ("faust", _DIGITS["faust"])]
         if name == "waitline-2p":
-            peers.append(("waitline", 2))
+            peers.append(("waitline", _DIGITS["one_process"]))
         for peer, digits in peers:
             if peer not in rows or peer in unrated:
                 continue
@@ -959,8 +963,10 @@ def _ratio(row: dict[str, Any], peer: str) -> str:
     """``row``'s ratio to ``peer`` for the table: "median (paired)", or "-" if none."""
     if f"ratio_to_{peer}" not in row:
         return "-"
-    paired = row.get(f"ratio_to_{peer}_paired", "-")
-    return f"{row[f'ratio_to_{peer}']} ({paired})"
+    digits = _DIGITS[peer]
+    paired = row.get(f"ratio_to_{peer}_paired")
+    shown = "-" if paired is None else f"{paired:.{digits}f}"
+    return f"{row[f'ratio_to_{peer}']:.{digits}f} ({shown})"
 
 
 _RATED = ("ceiling", "waitline", "faust")  # the table's rate columns

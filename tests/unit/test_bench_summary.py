@@ -91,7 +91,7 @@ def test_the_table_shows_median_and_paired(capsys: pytest.CaptureFixture[str]) -
     bench._table(results)
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("match-heavy"))
-    assert "0.225 (0.2)" in line and "18.0 (20.0)" in line and "1.94 (2.0)" in line
+    assert "0.225 (0.200)" in line and "18.0 (20.0)" in line and "1.94 (2.00)" in line
 
 
 @pytest.fixture
