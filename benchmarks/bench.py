@@ -75,6 +75,14 @@ PARTITIONS = 8
 LIBRDKAFKA_LINGER_MS = 5  # librdkafka's default linger.ms: the live streams' offer by default
 CONTENDERS = ("ceiling", "waitline", "waitline-2p", "faust")
 WAITLINES = ("waitline", "waitline-2p")
+# The timeout-lateness measurements of the timeouts workload, in order: (key under waitline's
+# row, "" for the row itself; with 1,000,000 pending waits (scaled); offer at the batched linger).
+LATENESS: tuple[tuple[str, bool, bool], ...] = (
+    ("", False, False),
+    ("batched_offer", False, True),
+    ("with_pending_waits", True, False),
+    ("with_pending_waits_batched_offer", True, True),
+)
 Record = tuple[str, bytes, bytes]  # topic, key, value
 
 
@@ -694,11 +702,19 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default="latest", help="results file name under benchmarks/results/"
     )
     args = parser.parse_args(argv)
-    named = args.contenders.split(",")
-    unknown = sorted(set(named) - set(CONTENDERS))
-    if unknown:
-        known = ", ".join(CONTENDERS)
-        parser.error(f"--contenders: no contender {', '.join(map(repr, unknown))} (known: {known})")
+
+    def known(flag: str, names: str) -> list[str]:
+        """The contenders a flag names, each one of CONTENDERS (else one line, exit 2)."""
+        listed = names.split(",")
+        unknown = sorted(set(listed) - set(CONTENDERS))
+        if unknown:
+            parser.error(
+                f"{flag}: no contender {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(CONTENDERS)})"
+            )
+        return listed
+
+    named = known("--contenders", args.contenders)
     if len(set(named)) < len(named):
         parser.error("--contenders: a contender named twice (each runs once a round)")
     if args.lateness_pending and not args.lateness_at:
@@ -708,10 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency_of is not None:
         if not args.latency_at:
             parser.error("--latency-of goes with --latency-at")
-        unknown = sorted(set(args.latency_of.split(",")) - set(CONTENDERS))
-        if unknown:
-            known = ", ".join(CONTENDERS)
-            parser.error(f"--latency-of: no contender {', '.join(unknown)} (known: {known})")
+        known("--latency-of", args.latency_of)
     with scratch_dir("bench") as tmp:
         return run(args, tmp)
 
@@ -845,30 +858,31 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 # Each wait is two input records (its registration and, once due, its timer
                 # command, which the workload's offsets count too): half the maximum in waits/s.
                 rate = max(100.0, w["records_per_s"] / 4)
-                bootstrap, topics, prefix = live_topics()
-                w |= timeout_lateness(bootstrap, topics, prefix, n, rate, tmp, linger_ms=linger)
-                print(f"timeouts: {_late(w)}", flush=True)
-                if batched:
+                for key, preloaded, batched_offer in LATENESS:
+                    if batched_offer and not batched:
+                        continue
+                    pending = int(1_000_000 * args.scale) if preloaded else 0
+                    offer_linger = batched if batched_offer else linger
                     bootstrap, topics, prefix = live_topics()
-                    w["batched_offer"] = timeout_lateness(
-                        bootstrap, topics, prefix, n, rate, tmp, linger_ms=batched
+                    found = timeout_lateness(
+                        bootstrap,
+                        topics,
+                        prefix,
+                        n,
+                        rate,
+                        tmp,
+                        pending=pending,
+                        linger_ms=offer_linger,
                     )
-                    late = w["batched_offer"]
-                    print(f"timeouts, offer at linger.ms {batched}: {_late(late)}", flush=True)
-                bootstrap, topics, prefix = live_topics()
-                pending = int(1_000_000 * args.scale)
-                big = timeout_lateness(
-                    bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=linger
-                )
-                w["with_pending_waits"] = big
-                print(f"timeouts+1M: {_late(big)}", flush=True)
-                if batched:
-                    bootstrap, topics, prefix = live_topics()
-                    big = timeout_lateness(
-                        bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=batched
+                    if key:
+                        w[key] = found
+                    else:
+                        w |= found
+                    print(
+                        f"timeouts, {pending:,} pending waits, offer at linger.ms "
+                        f"{offer_linger}: {_late(found)}",
+                        flush=True,
                     )
-                    w["with_pending_waits_batched_offer"] = big
-                    print(f"timeouts+1M, offer at linger.ms {batched}: {_late(big)}", flush=True)
             results["workloads"][workload] = rows
         small = results["workloads"].get("match-heavy", {}).get("waitline")
         large = results["workloads"].get("large-state", {}).get("waitline")
@@ -911,13 +925,13 @@ def summarize(
     for name in unrated:  # done before the first progress sample (tiny --scale)
         print(f"{workload}: {name} measured no rate in a run; no ratio to it")
     for name in (name for name in WAITLINES if name in rows):
-        peers = [("ceiling", _DIGITS["ceiling"]), ("faust", _DIGITS["faust"])]
+        peers = {"ceiling": "ceiling", "faust": "faust"}  # peer → the ratio's label
         if name == "waitline-2p":
-            peers.append(("waitline", _DIGITS["one_process"]))
-        for peer, digits in peers:
+            peers["waitline"] = "one_process"
+        for peer, label in peers.items():
             if peer not in rows or peer in unrated:
                 continue
-            label = "one_process" if peer == "waitline" else peer
+            digits = _DIGITS[label]
             ratio = rows[name]["records_per_s"] / rows[peer]["records_per_s"]
             rows[name][f"ratio_to_{label}"] = round(ratio, digits)
             # The same ratio taken within each round (runs minutes apart, not tens of
@@ -1000,18 +1014,15 @@ def _table(results: dict[str, Any]) -> None:
                         f"{row['latency_ms_batched_offer' + suffix]}"
                     )
         w = rows.get("waitline", {})
-        if "lateness_ms" in w:
-            print(f"{name}: timeout lateness ms {_late(w)}")
-            if "batched_offer" in w:
-                batched = results["batched_offer_linger_ms"]
-                print(f"{name}: offer at linger.ms {batched}: {_late(w['batched_offer'])}")
-            big = w["with_pending_waits"]
-            print(f"{name}: with {big['pending_waits']:,} pending waits: {_late(big)}")
-            if "with_pending_waits_batched_offer" in w:
-                big = w["with_pending_waits_batched_offer"]
+        for key, _, batched_offer in LATENESS:
+            found = w.get(key) if key else w
+            if found and "lateness_ms" in found:
+                offer_linger = results[
+                    "batched_offer_linger_ms" if batched_offer else "offer_linger_ms"
+                ]
                 print(
-                    f"{name}: with {big['pending_waits']:,} pending waits, offer at linger.ms "
-                    f"{results['batched_offer_linger_ms']}: {_late(big)}"
+                    f"{name}: timeout lateness ms, {found['pending_waits']:,} pending waits, "
+                    f"offer at linger.ms {offer_linger}: {_late(found)}"
                 )
         if "ratio_to_small_state" in w:
             print(f"{name}: throughput ÷ small state {w['ratio_to_small_state']}")

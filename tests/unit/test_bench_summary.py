@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmodules import load
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("bench", REPO / "benchmarks" / "bench.py")
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench"] = bench
-_spec.loader.exec_module(bench)
+bench = load("bench")
 
 
 def _peaks(runs: dict[str, list[float]]) -> dict[str, list[float]]:

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("chaos", REPO / "benchmarks" / "chaos.py")
-assert _spec is not None and _spec.loader is not None
-chaos = importlib.util.module_from_spec(_spec)
-sys.modules["chaos"] = chaos  # dataclasses look their module up there
-_spec.loader.exec_module(chaos)
+from benchmodules import load
+
+chaos = load("chaos")
 
 
 def _resume(
