@@ -34,7 +34,8 @@ measured again with the offer at linger.ms --batched-offer-linger (50; 0 leaves 
 Each live measurement starts on a restarted, empty embedded broker (--keep-broker: on the one
 in use); the throughput runs use the broker as the previous measurement left it.
 `--latency-at RATES` and `--lateness-at RATES` measure only waitline's match latency or timeout
-lateness at those rates (`--lateness-pending N`: with N pending waits applied first).
+lateness at those rates (`--lateness-pending N`: with N pending waits applied first; `--trace`:
+with where waitline's time goes, from benchmarks/traced_worker.py).
 
 Writes benchmarks/results/latest.json and latest.png and prints a table. `--profile` instead
 runs waitline once over match-heavy under py-spy and writes where the time goes to
@@ -197,7 +198,13 @@ def passthrough(bootstrap: str, prefix: str, group: str) -> None:
 
 
 def _spawn(
-    contender: str, bootstrap: str, prefix: str, group: str, tmp: Path, profile: Path | None = None
+    contender: str,
+    bootstrap: str,
+    prefix: str,
+    group: str,
+    tmp: Path,
+    profile: Path | None = None,
+    trace: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     log = open(tmp / f"{contender}-{group}.log", "wb")  # noqa: SIM115
     path = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -214,6 +221,9 @@ def _spawn(
             }
         )
         cmd = [sys.executable, "-m", "waitline", "worker"]
+        if trace is not None and contender == "waitline":  # the same worker, timed
+            env["WAITLINE_TRACE"] = str(trace)
+            cmd = [sys.executable, str(REPO / "benchmarks" / "traced_worker.py"), "worker"]
         if profile is not None:  # py-spy samples the real process; SIGTERM ends both
             spy = Path(sys.executable).with_name("py-spy")
             cmd = [str(spy), "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *cmd]
@@ -339,6 +349,13 @@ def _rss_mb(pid: int) -> float:
     return peak
 
 
+def _trace_path(args: argparse.Namespace, tmp: Path, contender: str) -> Path | None:
+    """Where a traced waitline writes its record (``--trace``; only waitline is traced)."""
+    if not args.trace or contender != "waitline":
+        return None
+    return tmp / f"trace-{uuid.uuid4().hex[:8]}.json"
+
+
 def _late(found: dict[str, Any]) -> str:
     """A timeout-lateness measurement on one line: percentiles and early firings."""
     return f"{found['lateness_ms']}, early {found['early_firings']}"
@@ -381,7 +398,9 @@ def live_latency(
     tmp: Path,
     seconds: float,
     linger_ms: int = LIBRDKAFKA_LINGER_MS,
-) -> dict[str, float]:
+    trace: Path | None = None,
+    broker_pid: int | None = None,
+) -> dict[str, Any]:
     """Event produced → its resume readable, at a fixed offered load of ``rate`` records/s.
 
     The offered stream is the match-heavy mix, in thirds: a registration (of a wait no event
@@ -398,10 +417,12 @@ def live_latency(
     registrations = list(wait_records(t, m, m, "new", hour))
     misses = list(event_records(t, 2 * m, 2 * m, "latmiss"))[1::2]  # the odd ones miss
     keys = [make_key("bench", f"latk{i}") for i in range(m)]
-    proc = _spawn(contender, bootstrap, prefix, group, tmp)
+    proc = _spawn(contender, bootstrap, prefix, group, tmp, trace=trace)
     reader = _reader(bootstrap, t)
     progress = Progress(bootstrap, t, group)
     latencies: list[float] = []
+    since = float("inf")
+    cpu = _Cpu(None, {})
     events = t.events.name
     try:
         deadline = time.monotonic() + 300
@@ -419,13 +440,145 @@ def live_latency(
         def take(value: bytes | None) -> None:
             _record_latency(value, latencies)
 
+        since = time.time()
+        cpu = _Cpu(trace, {"worker": proc.pid, "bench": os.getpid(), "broker": broker_pid})
         _offer_paced(p, reader, take, m, 3 / rate, offer)
         _take_until(reader, take, lambda: len(latencies) >= m, 60)
+        cpu.stop()
     finally:
         _stop(proc)
         reader.close()
         progress.close()
-    return _percentiles(latencies) | {"samples": len(latencies), "offered_per_s": round(rate)}
+    found: dict[str, Any] = _percentiles(latencies)
+    found |= {"samples": len(latencies), "offered_per_s": round(rate)}
+    return found | _traced(trace, since, cpu)
+
+
+class _Cpu:
+    """With a trace: the CPU each process used from construction to ``stop``, in % of a core,
+    and the whole machine's (``machine``: every process; ``steal``: taken by the host)."""
+
+    def __init__(self, trace: Path | None, pids: dict[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None and trace}
+        self.started = time.monotonic()
+        self.before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.machine = _machine_cpu() if trace else None
+        self.percent: dict[str, float] = {}
+        self.stopped = float("inf")  # wall-clock s
+
+    def stop(self) -> None:
+        self.stopped = time.time()
+        elapsed = time.monotonic() - self.started
+        if elapsed <= 0:
+            return
+        for name, pid in self.pids.items():
+            before, after = self.before[name], _cpu_seconds(pid)
+            if before is not None and after is not None:
+                self.percent[name] = round((after - before) / elapsed * 100)
+        after_machine = _machine_cpu() if self.machine is not None else None
+        if self.machine is not None and after_machine is not None:
+            (busy, steal), (busy_after, steal_after) = self.machine, after_machine
+            self.percent["machine"] = round((busy_after - busy) / elapsed * 100)
+            self.percent["steal"] = round((steal_after - steal) / elapsed * 100)
+
+
+def _machine_cpu() -> tuple[float, float] | None:
+    """CPU seconds of all cores so far (Linux /proc/stat): busy (not idle or waiting on I/O),
+    and stolen by the host."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(value) for value in first[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = sum(ticks) - ticks[3] - ticks[4] - (ticks[7] if len(ticks) > 7 else 0)
+    return busy / tick, (ticks[7] if len(ticks) > 7 else 0) / tick
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds of a process so far (Linux), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _traced(trace: Path | None, since: float, cpu: _Cpu) -> dict[str, Any]:
+    """``{"trace": …}`` from a traced worker's record: what happened between ``since`` and the
+    measurement's end (``cpu.stop``)."""
+    if trace is None or not trace.exists():
+        return {}
+    summary = trace_summary(json.loads(trace.read_text()), since, cpu.stopped)
+    return {"trace": summary | {"cpu_percent": cpu.percent}}
+
+
+def trace_summary(raw: dict[str, Any], since: float, until: float) -> dict[str, Any]:
+    """Percentiles of what benchmarks/traced_worker.py recorded between wall-clock ``since`` and
+    ``until`` (the measurement's start and end): the busy loops' durations and each phase's
+    share of their time, the timers' stages and the collector's pauses, each in ms."""
+
+    def inside(at: float) -> bool:
+        return since <= at <= until
+
+    loops = [loop for loop in raw["loops"] if inside(loop[0])]
+    total = sum(loop[1] for loop in loops) or 1.0
+    each: dict[str, list[float]] = {}
+    for loop in loops:
+        for phase, seconds in loop[3].items():
+            each.setdefault(phase.strip("_"), []).append(seconds)
+    summary: dict[str, Any] = {
+        "loops": len(loops),
+        "loop_ms": _percentiles([loop[1] * 1000 for loop in loops]),
+        "loop_share": {phase: round(sum(times) / total, 3) for phase, times in each.items()},
+        "phase_p99_ms": {
+            phase: _percentiles([t * 1000 for t in times])["p99"] for phase, times in each.items()
+        },
+        "batch_records": _percentiles([float(loop[2]) for loop in loops]),
+    }
+    for stage in ("timer_sent_ms", "timer_hop_ms", "timer_applied_ms"):
+        values = [ms for at, ms in raw[stage] if inside(at)]
+        if values:
+            summary[stage] = _percentiles(values)
+    pauses = [(int(generation), ms) for at, generation, ms in raw["gc_ms"] if inside(at)]
+    full = [ms for generation, ms in pauses if generation == 2]
+    summary["gc"] = {
+        "pauses": len(pauses),
+        "total_ms": round(sum(ms for _, ms in pauses), 1),
+        "max_ms": round(max((ms for _, ms in pauses), default=0.0), 1),
+        "full": len(full),
+        "full_max_ms": round(max(full, default=0.0), 1),
+    }
+    return summary
+
+
+def _trace_line(found: dict[str, Any]) -> str:
+    """A traced measurement's summary on one line (empty if not traced)."""
+    trace = found.get("trace")
+    if not trace:
+        return ""
+    parts = [f"{trace['loops']} busy loops, ms {trace['loop_ms']}"]
+    if trace.get("cpu_percent"):
+        used = ", ".join(f"{name} {pct}%" for name, pct in trace["cpu_percent"].items())
+        parts.append(f"CPU while measured (% of a core): {used}")
+    shares = ", ".join(
+        f"{phase} {share:.0%} (p99 {trace['phase_p99_ms'][phase]} ms)"
+        for phase, share in sorted(trace["loop_share"].items())
+    )
+    parts.append(f"of their time: {shares}; flush (waiting for acks) is inside commit and timers")
+    gc = trace["gc"]
+    parts.append(
+        f"GC pauses: {gc['pauses']}, {gc['total_ms']} ms in all, the longest {gc['max_ms']} ms; "
+        f"full collections {gc['full']}, the longest {gc['full_max_ms']} ms"
+    )
+    for stage, label in (
+        ("timer_sent_ms", "timer command sent after its deadline"),
+        ("timer_hop_ms", "timer command produced → applied"),
+        ("timer_applied_ms", "timer applied after its deadline"),
+    ):
+        if stage in trace:
+            parts.append(f"{label}: {trace[stage]}")
+    return "".join(f"\n  {part}" for part in parts)
 
 
 def _record_latency(value: bytes | None, out: list[float]) -> None:
@@ -444,6 +597,8 @@ def timeout_lateness(
     tmp: Path,
     pending: int = 0,
     linger_ms: int = LIBRDKAFKA_LINGER_MS,
+    trace: Path | None = None,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     """``n`` waits with 1–5 s timeouts registered into a running worker at ``rate`` per second
     (half the timeouts workload's measured maximum); how late do their timeouts fire?
@@ -456,10 +611,12 @@ def timeout_lateness(
     p = input_producer(bootstrap, linger_ms)
     if pending:
         produce(p, wait_records(t, pending, pending, "pend", lambda _i: "1h"))
-    proc = _spawn("waitline", bootstrap, prefix, group, tmp)
+    proc = _spawn("waitline", bootstrap, prefix, group, tmp, trace=trace)
     reader = _reader(bootstrap, t)
     progress = Progress(bootstrap, t, group)
     lateness: list[float] = []
+    since = float("inf")
+    cpu = _Cpu(None, {})
     early: list[int] = []  # 1 per resume that fired early or was not a timeout
     try:
         deadline = time.monotonic() + 600
@@ -485,8 +642,11 @@ def timeout_lateness(
         def take(value: bytes | None) -> None:
             early.append(_lateness(value, timeouts, lateness))
 
+        since = time.time()
+        cpu = _Cpu(trace, {"worker": proc.pid, "bench": os.getpid(), "broker": broker_pid})
         _offer_paced(p, reader, take, n, 1 / rate, lambda i: produce_one(p, *registrations[i]))
         _take_until(reader, take, lambda: len(lateness) >= n, 180)
+        cpu.stop()
     finally:
         _stop(proc)
         reader.close()
@@ -497,7 +657,7 @@ def timeout_lateness(
         "fired": len(lateness),
         "registered": n,
         "pending_waits": pending,
-    }
+    } | _traced(trace, since, cpu)
 
 
 def _offer_paced(
@@ -678,6 +838,12 @@ def main(argv: list[str] | None = None) -> int:
         help="with --lateness-at: N waits with a 1 h timeout applied first (default 0)",
     )
     parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="with --latency-at/--lateness-at: also where waitline's time goes (its loop's "
+        "phases, each timer's stages), through benchmarks/traced_worker.py",
+    )
+    parser.add_argument(
         "--offer-linger",
         type=int,
         default=LIBRDKAFKA_LINGER_MS,
@@ -721,6 +887,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--lateness-pending goes with --lateness-at")
     if args.lateness_pending < 0:
         parser.error("--lateness-pending: a number of waits, 0 or more")
+    if args.trace and not (args.latency_at or args.lateness_at):
+        parser.error("--trace goes with --latency-at or --lateness-at")
     if args.latency_of is not None:
         if not args.latency_at:
             parser.error("--latency-of goes with --latency-at")
@@ -768,19 +936,44 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 for contender in (args.latency_of or "waitline").split(","):
                     bootstrap, topics, prefix = live_topics()
                     seconds = args.latency_seconds
+                    trace = _trace_path(args, tmp, contender)
                     found = live_latency(
-                        contender, bootstrap, topics, prefix, rate, tmp, seconds, linger
+                        contender,
+                        bootstrap,
+                        topics,
+                        prefix,
+                        rate,
+                        tmp,
+                        seconds,
+                        linger,
+                        trace,
+                        broker.pid if broker is not None else None,
                     )
-                    print(f"{contender} at {rate:,.0f} records/s offered: {found}", flush=True)
+                    traced = _trace_line(found)
+                    found.pop("trace", None)
+                    print(
+                        f"{contender} at {rate:,.0f} records/s offered: {found}{traced}",
+                        flush=True,
+                    )
             for rate in _rates(args.lateness_at):
                 bootstrap, topics, prefix = live_topics()
                 pending = args.lateness_pending
                 late = timeout_lateness(
-                    bootstrap, topics, prefix, n, rate, tmp, pending=pending, linger_ms=linger
+                    bootstrap,
+                    topics,
+                    prefix,
+                    n,
+                    rate,
+                    tmp,
+                    pending=pending,
+                    linger_ms=linger,
+                    trace=_trace_path(args, tmp, "waitline"),
+                    broker_pid=broker.pid if broker is not None else None,
                 )
                 with_pending = f" with {pending:,} pending" if pending else ""
                 print(
-                    f"waitline timeouts at {rate:,.0f} waits/s{with_pending}: {_late(late)}",
+                    f"waitline timeouts at {rate:,.0f} waits/s{with_pending}: {_late(late)}"
+                    f"{_trace_line(late)}",
                     flush=True,
                 )
             return 0

@@ -134,6 +134,8 @@ def test_lateness_pending_needs_lateness_at_and_a_count(
 
 
 class _Broker:
+    pid = None  # no process: --trace measures no broker CPU
+
     def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
 
@@ -147,7 +149,7 @@ class _Broker:
 @pytest.fixture
 def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any]]:
     """``bench.run`` with every measurement stubbed: what each was asked is recorded."""
-    calls: dict[str, list[Any]] = {"measure": [], "latency": [], "lateness": []}
+    calls: dict[str, list[Any]] = {"measure": [], "latency": [], "lateness": [], "traced": []}
     rates = {"ceiling": 160_000.0, "waitline": 40_000.0, "waitline-2p": 70_000.0, "faust": 2_500.0}
 
     def measure(contender: str, *args: Any) -> tuple[float, float]:
@@ -158,8 +160,9 @@ def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[A
         calls["latency"].append(contender)
         return {"p50": 1.0, "p99": 2.0, "max": 3.0}
 
-    def lateness(*args: Any, pending: int = 0, linger_ms: int = 5) -> dict[str, Any]:
+    def lateness(*args: Any, pending: int = 0, linger_ms: int = 5, **traced: Any) -> dict[str, Any]:
         calls["lateness"].append((pending, linger_ms))
+        calls["traced"].append(traced.get("trace") is not None)
         late = {"p50": 1.0, "p99": 2.0, "max": 3.0}
         return {"lateness_ms": late, "early_firings": 0, "pending_waits": pending}
 
@@ -202,3 +205,11 @@ def test_lateness_at_passes_the_pending_waits_on(stubbed: dict[str, list[Any]]) 
     assert bench.main(argv) == 0
     assert stubbed["lateness"] == [(5000, 50), (5000, 50)]
     assert stubbed["measure"] == [] and stubbed["latency"] == []
+    assert stubbed["traced"] == [False, False]
+
+
+def test_lateness_at_with_trace_gives_each_measurement_a_trace(
+    stubbed: dict[str, list[Any]],
+) -> None:
+    assert bench.main(["--lateness-at", "100,200", "--trace"]) == 0
+    assert stubbed["traced"] == [True, True]
