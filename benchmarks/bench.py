@@ -487,12 +487,12 @@ def _machine_cpu() -> tuple[float, float] | None:
     and stolen by the host."""
     try:
         first = Path("/proc/stat").read_text().splitlines()[0].split()
-    except (OSError, IndexError):
+        # user nice system idle iowait irq softirq steal …; guest time is counted in user's
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, first[1:9])
+    except (OSError, IndexError, ValueError):
         return None
-    ticks = [int(value) for value in first[1:]]
     tick = os.sysconf("SC_CLK_TCK")
-    busy = sum(ticks) - ticks[3] - ticks[4] - (ticks[7] if len(ticks) > 7 else 0)
-    return busy / tick, (ticks[7] if len(ticks) > 7 else 0) / tick
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -553,7 +553,8 @@ def trace_summary(raw: dict[str, Any], since: float, until: float) -> dict[str, 
 
 
 def _trace_line(found: dict[str, Any]) -> str:
-    """A traced measurement's summary on one line (empty if not traced)."""
+    """A traced measurement's summary as indented lines to print after its result (empty if
+    not traced)."""
     trace = found.get("trace")
     if not trace:
         return ""
@@ -841,7 +842,8 @@ def main(argv: list[str] | None = None) -> int:
         "--trace",
         action="store_true",
         help="with --latency-at/--lateness-at: also where waitline's time goes (its loop's "
-        "phases, each timer's stages), through benchmarks/traced_worker.py",
+        "phases, each timer's stages, GC pauses, each process's CPU), through "
+        "benchmarks/traced_worker.py",
     )
     parser.add_argument(
         "--offer-linger",
