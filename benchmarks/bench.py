@@ -933,24 +933,46 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             used = True
             return (bootstrap, *fresh_topics(bootstrap))
 
+        def latency(
+            contender: str, rate: float, offer_linger: int, trace: Path | None = None
+        ) -> dict[str, Any]:
+            """A contender's match latency at ``rate`` records/s on fresh topics (live_topics)."""
+            bootstrap, topics, prefix = live_topics()
+            return live_latency(
+                contender,
+                bootstrap,
+                topics,
+                prefix,
+                rate,
+                tmp,
+                args.latency_seconds,
+                offer_linger,
+                trace,
+                broker.pid if broker is not None else None,
+            )
+
+        def lateness(
+            rate: float, pending: int, offer_linger: int, trace: Path | None = None
+        ) -> dict[str, Any]:
+            """Waitline's timeout lateness at ``rate`` waits/s on fresh topics (live_topics)."""
+            bootstrap, topics, prefix = live_topics()
+            return timeout_lateness(
+                bootstrap,
+                topics,
+                prefix,
+                n,
+                rate,
+                tmp,
+                pending=pending,
+                linger_ms=offer_linger,
+                trace=trace,
+                broker_pid=broker.pid if broker is not None else None,
+            )
+
         if args.latency_at or args.lateness_at:
             for rate in _rates(args.latency_at):
                 for contender in (args.latency_of or "waitline").split(","):
-                    bootstrap, topics, prefix = live_topics()
-                    seconds = args.latency_seconds
-                    trace = _trace_path(args, tmp, contender)
-                    found = live_latency(
-                        contender,
-                        bootstrap,
-                        topics,
-                        prefix,
-                        rate,
-                        tmp,
-                        seconds,
-                        linger,
-                        trace,
-                        broker.pid if broker is not None else None,
-                    )
+                    found = latency(contender, rate, linger, _trace_path(args, tmp, contender))
                     traced = _trace_line(found)
                     found.pop("trace", None)
                     print(
@@ -958,20 +980,8 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                         flush=True,
                     )
             for rate in _rates(args.lateness_at):
-                bootstrap, topics, prefix = live_topics()
                 pending = args.lateness_pending
-                late = timeout_lateness(
-                    bootstrap,
-                    topics,
-                    prefix,
-                    n,
-                    rate,
-                    tmp,
-                    pending=pending,
-                    linger_ms=linger,
-                    trace=_trace_path(args, tmp, "waitline"),
-                    broker_pid=broker.pid if broker is not None else None,
-                )
+                late = lateness(rate, pending, linger, _trace_path(args, tmp, "waitline"))
                 with_pending = f" with {pending:,} pending" if pending else ""
                 print(
                     f"waitline timeouts at {rate:,.0f} waits/s{with_pending}: {_late(late)}"
@@ -1030,17 +1040,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                         offers.append(("latency_ms_batched_offer", batched))
                     for key, offer_linger in offers:
                         key += suffix
-                        bootstrap, topics, prefix = live_topics()
-                        row[key] = live_latency(
-                            contender,
-                            bootstrap,
-                            topics,
-                            prefix,
-                            rate,
-                            tmp,
-                            args.latency_seconds,
-                            offer_linger,
-                        )
+                        row[key] = latency(contender, rate, offer_linger)
                         print(
                             f"{workload:13} {contender:9} {key}, offer at linger.ms "
                             f"{offer_linger}: {row[key]}",
@@ -1058,17 +1058,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                         continue
                     pending = int(1_000_000 * args.scale) if preloaded else 0
                     offer_linger = batched if batched_offer else linger
-                    bootstrap, topics, prefix = live_topics()
-                    found = timeout_lateness(
-                        bootstrap,
-                        topics,
-                        prefix,
-                        n,
-                        rate,
-                        tmp,
-                        pending=pending,
-                        linger_ms=offer_linger,
-                    )
+                    found = lateness(rate, pending, offer_linger)
                     if key:
                         w[key] = found
                     else:
