@@ -509,7 +509,12 @@ def _traced(trace: Path | None, since: float, cpu: _Cpu) -> dict[str, Any]:
     measurement's end (``cpu.stop``)."""
     if trace is None or not trace.exists():
         return {}
-    summary = trace_summary(json.loads(trace.read_text()), since, cpu.stopped)
+    try:
+        raw = json.loads(trace.read_text())
+    except ValueError as exc:  # not a whole record: the measurement stands without it
+        print(f"the trace {trace} is not readable ({exc}); no trace", file=sys.stderr)
+        return {}
+    summary = trace_summary(raw, since, cpu.stopped)
     return {"trace": summary | {"cpu_percent": cpu.percent}}
 
 

@@ -15,8 +15,9 @@ measurement):
 When the worker stops, the record is written as JSON to the path in ``WAITLINE_TRACE``.
 ``bench.trace_summary`` turns it into percentiles. The patches wrap the methods they time; the
 worker's behaviour is unchanged (the timings cost ~1 µs per loop phase and per timer). The
-samples are kept in arrays of floats, which the collector does not walk, so the record does not
-lengthen the pauses it records.
+timers' and the collector's samples are kept in arrays of floats, which the collector does not
+walk (the loops, a few per second, in a list), so the record does not lengthen the pauses it
+records.
 """
 
 from __future__ import annotations
@@ -162,8 +163,10 @@ def main() -> int:
 
     try:
         return waitline_main(sys.argv[1:])
-    finally:
-        Path(out).write_text(json.dumps(trace.as_json()))
+    finally:  # whole or not at all: a reader never sees half a record
+        partial = Path(f"{out}.partial")
+        partial.write_text(json.dumps(trace.as_json()))
+        os.replace(partial, out)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from waitline.worker import run_workers
 
     try:
-        run_workers(_settings(args))
+        run_workers(_settings(args), own_process=True)  # this process is the worker's
     except (WorkerError, RestoreError) as exc:  # fatal: logged lines above say what led to it
         raise WaitlineError(f"worker stopped: {exc}") from None
     return 0

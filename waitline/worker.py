@@ -90,8 +90,14 @@ def build_worker(settings: Settings) -> Worker:
     return Worker(runtime_config(settings, topics, partitions))
 
 
-def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
-    """Run a worker until SIGINT/SIGTERM (or ``stop``), then shut down cleanly."""
+def run_worker(
+    settings: Settings, stop: threading.Event | None = None, *, own_process: bool = False
+) -> None:
+    """Run a worker until SIGINT/SIGTERM (or ``stop``), then shut down cleanly.
+
+    ``own_process``: the process is there to run this worker (the ``waitline worker`` command,
+    a child of ``run_workers``), so its heap is settled first (``settle_heap``); an application
+    calling this keeps its own garbage collection as it was."""
     worker = build_worker(settings)
     stop = stop or threading.Event()
 
@@ -106,7 +112,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> None:
         from waitline.metrics import serve_metrics
 
         serve_metrics(settings.metrics_port, worker)
-    if threading.current_thread() is threading.main_thread():
+    if own_process:
         settle_heap()
     worker.run(stop)
 
@@ -118,8 +124,8 @@ def settle_heap() -> None:
     left in the collector's oldest generation, every full collection walks them again: a
     27-51 ms stall of the loop, two or three times in 15 s under load. Frozen (``gc.freeze``),
     they are not walked, and a full collection took 0.4-1.3 ms (docs/benchmarks.md, "Timeout
-    lateness"). Only in a process that is this worker's own (``run_worker`` in the main
-    thread), since frozen objects are never collected.
+    lateness"). Only in a process that is this worker's own (``run_worker(own_process=True)``),
+    since frozen objects are never collected.
     """
     gc.collect()
     gc.freeze()
@@ -142,9 +148,11 @@ def child_settings(settings: Settings, index: int) -> Settings:
     return settings.model_copy(update=update)
 
 
-def run_workers(settings: Settings, stop: threading.Event | None = None) -> None:
+def run_workers(
+    settings: Settings, stop: threading.Event | None = None, *, own_process: bool = False
+) -> None:
     """Run ``settings.processes`` workers as child processes until SIGINT/SIGTERM (or
-    ``stop``); with one, run it in this process.
+    ``stop``); with one, run it in this process (``own_process``: as ``run_worker``'s).
 
     If a child exits on its own, the others are stopped too and ``WaitlineError`` says which
     and how: the command fails as a whole, for its supervisor (systemd, Kubernetes) to restart,
@@ -152,7 +160,7 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
     process (a SIGKILL) stop themselves, as after a SIGTERM.
     """
     if settings.processes == 1:
-        run_worker(settings, stop)
+        run_worker(settings, stop, own_process=own_process)
         return
     check_state_layout(settings)  # the mistakes the children would all make, said once
     wait_for_broker(settings.bootstrap_servers, timeout=15.0, extra_config=settings.kafka)
@@ -231,7 +239,7 @@ def _child(settings: Settings, index: int, level: int) -> None:
 
         threading.Thread(target=_orphaned, name="parent-watch", daemon=True).start()
     try:
-        run_worker(settings, stop)
+        run_worker(settings, stop, own_process=True)
     except (WorkerError, RestoreError, WaitlineError) as exc:
         print(f"waitline: error: worker-{index} stopped: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -149,7 +149,13 @@ class _Broker:
 @pytest.fixture
 def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any]]:
     """``bench.run`` with every measurement stubbed: what each was asked is recorded."""
-    calls: dict[str, list[Any]] = {"measure": [], "latency": [], "lateness": [], "traced": []}
+    calls: dict[str, list[Any]] = {
+        "measure": [],
+        "latency": [],
+        "latency_traced": [],
+        "lateness": [],
+        "traced": [],
+    }
     rates = {"ceiling": 160_000.0, "waitline": 40_000.0, "waitline-2p": 70_000.0, "faust": 2_500.0}
 
     def measure(contender: str, *args: Any) -> tuple[float, float]:
@@ -158,6 +164,8 @@ def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[A
 
     def latency(contender: str, *args: Any) -> dict[str, float]:
         calls["latency"].append(contender)
+        # live_latency(contender, bootstrap, topics, prefix, rate, tmp, seconds, linger, trace, …)
+        calls["latency_traced"].append(len(args) > 7 and args[7] is not None)
         return {"p50": 1.0, "p99": 2.0, "max": 3.0}
 
     def lateness(*args: Any, pending: int = 0, linger_ms: int = 5, **traced: Any) -> dict[str, Any]:
@@ -213,3 +221,11 @@ def test_lateness_at_with_trace_gives_each_measurement_a_trace(
 ) -> None:
     assert bench.main(["--lateness-at", "100,200", "--trace"]) == 0
     assert stubbed["traced"] == [True, True]
+
+
+def test_latency_at_with_trace_traces_waitline_not_the_ceiling(
+    stubbed: dict[str, list[Any]],
+) -> None:
+    assert bench.main(["--latency-at", "100", "--latency-of", "ceiling,waitline", "--trace"]) == 0
+    assert stubbed["latency"] == ["ceiling", "waitline"]
+    assert stubbed["latency_traced"] == [False, True]

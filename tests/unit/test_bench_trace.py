@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import time
 from pathlib import Path
 
@@ -77,13 +78,14 @@ def test_the_traced_worker_records_its_phases_and_each_timers_way(tmp_path: Path
     original_apply, original_due = Worker._apply, Correlator.due_timers
     trace = traced.Trace()
     undo = trace.install()
-    worker = Worker(
-        RuntimeConfig(client={}, group_id="t", state_dir=tmp_path, topics=core.TOPICS, partitions=8)
-    )
+    pair = make_key("bench", "k")
+    partition = partition_for(pair, 8)
+    store = PartitionStore(tmp_path / "p", partition)
     try:
-        pair = make_key("bench", "k")
-        partition = partition_for(pair, 8)
-        store = PartitionStore(tmp_path / "p", partition)
+        config = RuntimeConfig(
+            client={}, group_id="t", state_dir=tmp_path, topics=core.TOPICS, partitions=8
+        )
+        worker = Worker(config)
         store.open()
         worker.stores[partition] = store
         registered = int(time.time() * 1000) - 5_000
@@ -106,8 +108,24 @@ def test_the_traced_worker_records_its_phases_and_each_timers_way(tmp_path: Path
         assert [row[1] for row in trace.as_json()["gc_ms"]][-1] == 2  # the pause, recorded
         loop = trace._loop(lambda _worker: 3)
         assert loop(worker) == 3 and trace.loops[-1][2] == 3
-        store.close()
     finally:
+        store.close()
         undo()
     assert Worker._apply is original_apply and Correlator.due_timers is original_due
     assert trace._gc not in gc.callbacks
+
+
+def test_cpu_is_measured_per_process_and_for_the_machine() -> None:
+    """A busy loop of ~0.3 s in this process: its own CPU and the machine's (which includes it)
+    both grow by most of it; without a trace nothing is measured."""
+    cpu = bench._Cpu(Path("trace.json"), {"self": os.getpid(), "gone": None})
+    started = time.monotonic()
+    while time.monotonic() - started < 0.3:
+        pass
+    cpu.stop()
+    assert set(cpu.percent) == {"self", "machine", "steal"}
+    assert cpu.percent["self"] >= 50 and cpu.percent["machine"] >= cpu.percent["self"] - 10
+    assert cpu.stopped >= time.time() - 5
+    untraced = bench._Cpu(None, {"self": os.getpid()})
+    untraced.stop()
+    assert untraced.percent == {}

@@ -1,4 +1,6 @@
-"""``run_worker`` freezes the process's heap before its loop, when the process is its own."""
+"""A worker freezes its process's heap before its loop when the process is its own: the
+``waitline worker`` command and ``run_workers``' children, not an application calling
+``run_worker``."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from waitline import cli
 from waitline import worker as worker_module
 from waitline.config import Settings
 
@@ -36,13 +39,16 @@ def built(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Worker]:
         gc.unfreeze()  # the test process's objects back into collection
 
 
-def test_a_worker_in_its_own_process_runs_on_a_frozen_heap(built: _Worker) -> None:
-    worker_module.run_worker(Settings())
+def test_the_worker_command_runs_its_worker_on_a_frozen_heap(built: _Worker) -> None:
+    assert cli.main(["worker"]) == 0
     assert built.frozen_at_run is not None and built.frozen_at_run > 1_000  # the modules, …
 
 
-def test_a_worker_run_from_another_thread_leaves_the_heap_alone(built: _Worker) -> None:
-    thread = threading.Thread(target=worker_module.run_worker, args=(Settings(),))
-    thread.start()
-    thread.join(10)
+def test_a_worker_process_of_its_own_settles_its_heap(built: _Worker) -> None:
+    worker_module.run_worker(Settings(), own_process=True)
+    assert built.frozen_at_run is not None and built.frozen_at_run > 1_000
+
+
+def test_an_application_calling_run_worker_keeps_its_heap_as_it_was(built: _Worker) -> None:
+    worker_module.run_worker(Settings())
     assert built.frozen_at_run == 0
