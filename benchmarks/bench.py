@@ -938,40 +938,34 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             used = True
             return (bootstrap, *fresh_topics(bootstrap))
 
+        def live_pid() -> int | None:
+            """The embedded broker's process (after live_topics: it may have restarted)."""
+            return broker.pid if broker is not None else None
+
         def latency(
             contender: str, rate: float, offer_linger: int, trace: Path | None = None
         ) -> dict[str, Any]:
             """A contender's match latency at ``rate`` records/s on fresh topics (live_topics)."""
-            bootstrap, topics, prefix = live_topics()
+            where = live_topics()
+            seconds = args.latency_seconds
             return live_latency(
-                contender,
-                bootstrap,
-                topics,
-                prefix,
-                rate,
-                tmp,
-                args.latency_seconds,
-                offer_linger,
-                trace,
-                broker.pid if broker is not None else None,
+                contender, *where, rate, tmp, seconds, offer_linger, trace, live_pid()
             )
 
         def lateness(
-            rate: float, pending: int, offer_linger: int, trace: Path | None = None
+            rate: float, pending: int, linger_ms: int, trace: Path | None = None
         ) -> dict[str, Any]:
             """Waitline's timeout lateness at ``rate`` waits/s on fresh topics (live_topics)."""
-            bootstrap, topics, prefix = live_topics()
+            where, pid = live_topics(), live_pid()
             return timeout_lateness(
-                bootstrap,
-                topics,
-                prefix,
+                *where,
                 n,
                 rate,
                 tmp,
                 pending=pending,
-                linger_ms=offer_linger,
+                linger_ms=linger_ms,
                 trace=trace,
-                broker_pid=broker.pid if broker is not None else None,
+                broker_pid=pid,
             )
 
         if args.latency_at or args.lateness_at:
