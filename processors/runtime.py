@@ -1,6 +1,7 @@
 """The worker: the one place that owns the Kafka consumer and producer.
 
-The run loop reads top to bottom: poll → process → commit → fire due timers → purge.
+The run loop reads top to bottom: fire due timers → poll → process → commit → purge
+(exactly-once: the timers after the commit, in a transaction of their own).
 Partition N of ``events`` and of ``wait-commands`` form one task with one RocksDB store, backed
 up to partition N of ``changelog`` (``range`` assignment keeps equal numbers on one member).
 
@@ -29,10 +30,13 @@ first copy on a broker with working transactions). A changelog batch without its
 record, or (exactly-once) beyond the group's committed offsets, is ignored on restore
 (``processors.restore``). A failure after 7 replays nothing.
 
-Timers: after a commit, at most every ``timer_interval_ms`` (20), the loop asks every store for
-deadlines that passed on the wall clock and appends a ``timer`` command for each to the
-wait-commands partition of the same number. The wait resolves when that command is processed
-(SPEC §2.6).
+Timers: at most every ``timer_interval_ms`` (20), between one commit and the next batch, the
+loop asks every store for deadlines that passed on the wall clock and appends a ``timer``
+command for each to the wait-commands partition of the same number. The wait resolves when that
+command is processed (SPEC §2.6). At-least-once, the commands are not flushed on their own: they
+leave with the producer's linger while the next batch is applied, and that batch's flush (or,
+when idle, the loop's poll) serves their acknowledgements; a command that fails is sent again at
+the next scan. Exactly-once, they are committed in a transaction after the batch's.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ class Worker:
         }
         self._sent_timers: dict[int, set[bytes]] = {}
         self._timer_mark: dict[int, int] = {}  # per partition: timers before it were sent
+        self._resend_timers = False  # a timer command was not delivered: scan from the start
         self._last_purge = time.monotonic()
         self._next_timer_scan = 0.0
         self._group_offsets: dict[int, dict[str, int]] = {}
@@ -166,6 +171,8 @@ class Worker:
         restoring = bool(self._restoring or self._paused)
         if restoring:
             self._restore_step()
+        if not self._eos:
+            self._fire_timers()  # the last batch is committed: the overlays are empty
         # While a restore runs, the poll only serves the group (rebalances): no waiting. An
         # idle poll waits no longer than the next timer scan.
         if restoring:
@@ -178,7 +185,11 @@ class Worker:
             self._commit(emits, offsets)
         elif self._group_offsets:
             self._flush_group_offsets()  # idle: report what the last batches reached
-        self._fire_timers()
+        if self._eos:
+            self._fire_timers()
+        else:
+            assert self._producer is not None
+            self._producer.poll(0)  # the timer commands' acknowledgements, when idle
         self._maybe_purge()
         return self.processed - before
 
@@ -385,6 +396,10 @@ class Worker:
         if tick < self._next_timer_scan:
             return
         self._next_timer_scan = tick + self.config.timer_interval_ms / 1000
+        if self._resend_timers:  # a command was lost: every due timer is sent again
+            self._resend_timers = False
+            self._sent_timers.clear()
+            self._timer_mark.clear()
         now = int(time.time() * 1000)
         emits: list[Emit] = []
         limit = self.config.timer_batch
@@ -411,21 +426,24 @@ class Worker:
             return
         producer = self._producer
         assert producer is not None
+        if not self._eos:
+            # No flush of their own: they leave with the linger while the loop goes on, and the
+            # next flush or poll serves their acknowledgements (_on_timer_delivery).
+            topics = self.config.topics
+            for emit in emits:
+                target = topics[emit.target]
+                self._send(target, emit.key, emit.value, emit.partition, self._on_timer_delivery)
+            return
         try:
-            if self._eos:
-                producer.begin_transaction()
+            producer.begin_transaction()
             self._produce(emits)
             self._flush()
-            if self._eos:
-                producer.commit_transaction(30)
+            producer.commit_transaction(30)
         except (KafkaException, WorkerError) as exc:
             log.warning("timer commands not written, will retry: %s", exc)
             self._sent_timers.clear()
             self._timer_mark.clear()
-            if self._eos:
-                producer.abort_transaction(30)
-            elif not isinstance(exc, WorkerError):
-                raise
+            producer.abort_transaction(30)
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()
@@ -495,6 +513,11 @@ class Worker:
     def _on_delivery(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:
             self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
+
+    def _on_timer_delivery(self, error: KafkaError | None, msg: Message) -> None:
+        if error is not None:
+            log.warning("a timer command was not delivered, due timers go again: %s", error.str())
+            self._resend_timers = True
 
     def _on_changelog_delivery(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:

@@ -1,0 +1,117 @@
+"""At-least-once, the run loop sends due timers' commands without a flush of their own: once
+each, acknowledged by the next flush or poll, and again if one was not delivered."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, Message
+
+from processors.correlation import Target
+from processors.runtime import RuntimeConfig, Worker
+from processors.store import PartitionStore
+from schemas.keys import make_key, partition_for
+
+TOPICS = {
+    Target.EVENTS: "t.events",
+    Target.WAIT_COMMANDS: "t.wait-commands",
+    Target.RESUMES: "t.resumes",
+    Target.DEAD_LETTERS: "t.dead-letters",
+    Target.CHANGELOG: "t.changelog",
+}
+KEY = make_key("n", "k")
+PART = partition_for(KEY, 8)
+
+Delivery = Callable[[KafkaError | None, Any], None]
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, int, Delivery | None]] = []
+        self.flushes = 0
+        self.polls = 0
+
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None, partition: int, on: Delivery
+    ) -> None:
+        self.sent.append((topic, value, partition, on))
+
+    def flush(self, timeout: float) -> int:
+        self.flushes += 1
+        return 0
+
+    def poll(self, timeout: float) -> int:
+        self.polls += 1
+        return 0
+
+
+class IdleConsumer:
+    def consume(self, size: int, timeout: float) -> list[Message]:
+        return []
+
+    def poll(self, timeout: float) -> None:
+        return None
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Worker]:
+    config = RuntimeConfig(client={}, group_id="g", state_dir=tmp_path, topics=TOPICS, partitions=8)
+    worker = Worker(config)
+    store = PartitionStore(tmp_path / "p", PART)
+    store.open()
+    worker.stores[PART] = store
+    worker._producer = FakeProducer()  # type: ignore[assignment]
+    worker._consumer = IdleConsumer()  # type: ignore[assignment]
+    # A wait whose 1 s timeout passed 4 s ago, applied and committed.
+    wait = {"waitId": "w", "runId": "r", "name": "n", "correlationKey": "k", "timeout": "1s"}
+    registered = int(time.time() * 1000) - 5_000
+    record = Message(topic=TOPICS[Target.WAIT_COMMANDS], partition=PART, offset=0, key=KEY,
+                     value=json.dumps(wait).encode(), timestamp=(1, registered))  # fmt: skip
+    _emits, offsets = worker._apply([record])
+    store.commit(offsets[PART])
+    yield worker
+    store.close()
+
+
+def _timer_commands(worker: Worker) -> list[tuple[str, bytes | None, int, Delivery | None]]:
+    producer: FakeProducer = worker._producer  # type: ignore[assignment]
+    return [sent for sent in producer.sent if sent[0] == TOPICS[Target.WAIT_COMMANDS]]
+
+
+def _scan(worker: Worker) -> None:
+    worker._next_timer_scan = 0.0  # the interval has passed
+    worker._fire_timers()
+
+
+def test_a_due_timer_is_sent_once_without_a_flush(worker: Worker) -> None:
+    _scan(worker)
+    _scan(worker)  # still due (its command is not read back yet): not sent again
+    (command,) = _timer_commands(worker)
+    assert json.loads(command[1] or b"")["waitId"] == "w" and command[2] == PART
+    assert worker._producer.flushes == 0  # type: ignore[union-attr]
+
+
+def test_a_timer_command_that_was_not_delivered_is_sent_again(worker: Worker) -> None:
+    _scan(worker)
+    (command,) = _timer_commands(worker)
+    on_delivery = command[3]
+    assert on_delivery is not None
+    on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+    _scan(worker)
+    assert len(_timer_commands(worker)) == 2
+    _scan(worker)  # delivered this time (no report of a failure): once is enough
+    assert len(_timer_commands(worker)) == 2
+
+
+def test_an_idle_loop_sends_due_timers_and_serves_their_acknowledgements(
+    worker: Worker,
+) -> None:
+    assert worker.run_once() == 0
+    assert len(_timer_commands(worker)) == 1
+    producer: FakeProducer = worker._producer  # type: ignore[assignment]
+    assert producer.polls >= 1 and producer.flushes == 0
