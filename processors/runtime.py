@@ -34,9 +34,9 @@ Timers: at most every ``timer_interval_ms`` (20), between one commit and the nex
 loop asks every store for deadlines that passed on the wall clock and appends a ``timer``
 command for each to the wait-commands partition of the same number. The wait resolves when that
 command is processed (SPEC §2.6). At-least-once, the commands are not flushed on their own: they
-leave with the producer's linger while the next batch is applied, and that batch's flush (or,
-when idle, the loop's poll) serves their acknowledgements; a command that fails is sent again at
-the next scan. Exactly-once, they are committed in a transaction after the batch's.
+leave with the producer's linger while the next batch is applied, and that batch's flush (or
+the loop's poll) serves their acknowledgements; a command that fails is sent again by its
+partition's next scan. Exactly-once, they are committed in a transaction after the batch's.
 """
 
 from __future__ import annotations
@@ -122,7 +122,6 @@ class Worker:
         }
         self._sent_timers: dict[int, set[bytes]] = {}
         self._timer_mark: dict[int, int] = {}  # per partition: timers before it were sent
-        self._resend_timers = False  # a timer command was not delivered: scan from the start
         self._last_purge = time.monotonic()
         self._next_timer_scan = 0.0
         self._group_offsets: dict[int, dict[str, int]] = {}
@@ -189,7 +188,7 @@ class Worker:
             self._fire_timers()
         else:
             assert self._producer is not None
-            self._producer.poll(0)  # the timer commands' acknowledgements, when idle
+            self._producer.poll(0)  # timer commands' acks (after a batch, its flush served them)
         self._maybe_purge()
         return self.processed - before
 
@@ -396,10 +395,6 @@ class Worker:
         if tick < self._next_timer_scan:
             return
         self._next_timer_scan = tick + self.config.timer_interval_ms / 1000
-        if self._resend_timers:  # a command was lost: every due timer is sent again
-            self._resend_timers = False
-            self._sent_timers.clear()
-            self._timer_mark.clear()
         now = int(time.time() * 1000)
         emits: list[Emit] = []
         limit = self.config.timer_batch
@@ -515,9 +510,23 @@ class Worker:
             self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
 
     def _on_timer_delivery(self, error: KafkaError | None, msg: Message) -> None:
-        if error is not None:
-            log.warning("a timer command was not delivered, due timers go again: %s", error.str())
-            self._resend_timers = True
+        """A timer command that was not delivered goes again with its partition's next scan: the
+        scan starts at its deadline at the latest, and it is no longer counted as sent."""
+        if error is None:
+            return
+        log.warning("a timer command was not delivered, it will be sent again: %s", error.str())
+        partition, value = msg.partition(), msg.value() or b""
+        try:
+            deadline = int(json.loads(value)["deadline"])
+        except (ValueError, KeyError, TypeError):
+            deadline = 0
+        if partition is None or partition < 0:  # not known: every partition's due timers again
+            self._sent_timers.clear()
+            self._timer_mark.clear()
+            return
+        self._sent_timers.get(partition, set()).discard(value)
+        if partition in self._timer_mark:
+            self._timer_mark[partition] = min(self._timer_mark[partition], deadline)
 
     def _on_changelog_delivery(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:

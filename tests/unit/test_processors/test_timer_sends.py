@@ -51,7 +51,15 @@ class FakeProducer:
 
 
 class IdleConsumer:
+    """Nothing to consume; notes how many records the producer had been given by then."""
+
+    def __init__(self) -> None:
+        self.produced_before_consume: list[int] = []
+        self.producer: FakeProducer | None = None
+
     def consume(self, size: int, timeout: float) -> list[Message]:
+        if self.producer is not None:
+            self.produced_before_consume.append(len(self.producer.sent))
         return []
 
     def poll(self, timeout: float) -> None:
@@ -65,8 +73,9 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
     store = PartitionStore(tmp_path / "p", PART)
     store.open()
     worker.stores[PART] = store
-    worker._producer = FakeProducer()  # type: ignore[assignment]
-    worker._consumer = IdleConsumer()  # type: ignore[assignment]
+    consumer = IdleConsumer()
+    consumer.producer = worker._producer = FakeProducer()  # type: ignore[assignment]
+    worker._consumer = consumer  # type: ignore[assignment]
     # A wait whose 1 s timeout passed 4 s ago, applied and committed.
     wait = {"waitId": "w", "runId": "r", "name": "n", "correlationKey": "k", "timeout": "1s"}
     registered = int(time.time() * 1000) - 5_000
@@ -101,7 +110,12 @@ def test_a_timer_command_that_was_not_delivered_is_sent_again(worker: Worker) ->
     (command,) = _timer_commands(worker)
     on_delivery = command[3]
     assert on_delivery is not None
-    on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), None)
+    worker._timer_mark[PART + 1] = 123  # another partition's scan position
+    failed = Message(topic=command[0], partition=command[2], value=command[1])
+    on_delivery(KafkaError(KafkaError._MSG_TIMED_OUT), failed)
+    assert worker._delivery_errors == []  # a lost timer command fails no batch
+    assert worker._timer_mark[PART] <= json.loads(command[1] or b"")["deadline"]
+    assert worker._timer_mark[PART + 1] == 123  # only its own partition goes again
     _scan(worker)
     assert len(_timer_commands(worker)) == 2
     _scan(worker)  # delivered this time (no report of a failure): once is enough
@@ -115,3 +129,6 @@ def test_an_idle_loop_sends_due_timers_and_serves_their_acknowledgements(
     assert len(_timer_commands(worker)) == 1
     producer: FakeProducer = worker._producer  # type: ignore[assignment]
     assert producer.polls >= 1 and producer.flushes == 0
+    # Sent before the loop takes its batch, while the last commit has left the overlay empty.
+    consumer: IdleConsumer = worker._consumer  # type: ignore[assignment]
+    assert consumer.produced_before_consume[0] == 1
