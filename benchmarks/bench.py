@@ -221,7 +221,7 @@ def _spawn(
             }
         )
         cmd = [sys.executable, "-m", "waitline", "worker"]
-        if trace is not None and contender == "waitline":  # the same worker, timed
+        if trace is not None:  # the same worker, timed (_trace_path: waitline's only)
             env["WAITLINE_TRACE"] = str(trace)
             cmd = [sys.executable, str(REPO / "benchmarks" / "traced_worker.py"), "worker"]
         if profile is not None:  # py-spy samples the real process; SIGTERM ends both
@@ -421,8 +421,6 @@ def live_latency(
     reader = _reader(bootstrap, t)
     progress = Progress(bootstrap, t, group)
     latencies: list[float] = []
-    since = float("inf")
-    cpu = _Cpu(None, {})
     events = t.events.name
     try:
         deadline = time.monotonic() + 300
@@ -440,7 +438,6 @@ def live_latency(
         def take(value: bytes | None) -> None:
             _record_latency(value, latencies)
 
-        since = time.time()
         cpu = _Cpu(trace, {"worker": proc.pid, "bench": os.getpid(), "broker": broker_pid})
         _offer_paced(p, reader, take, m, 3 / rate, offer)
         _take_until(reader, take, lambda: len(latencies) >= m, 60)
@@ -451,15 +448,17 @@ def live_latency(
         progress.close()
     found: dict[str, Any] = _percentiles(latencies)
     found |= {"samples": len(latencies), "offered_per_s": round(rate)}
-    return found | _traced(trace, since, cpu)
+    return found | _traced(trace, cpu)
 
 
 class _Cpu:
-    """With a trace: the CPU each process used from construction to ``stop``, in % of a core,
-    and the whole machine's (``machine``: every process; ``steal``: taken by the host)."""
+    """A live measurement's window, from construction to ``stop`` (wall-clock ``since`` and
+    ``stopped``), and with a trace the CPU each process used in it, in % of a core, and the
+    whole machine's (``machine``: every process; ``steal``: taken by the host)."""
 
     def __init__(self, trace: Path | None, pids: dict[str, int | None]) -> None:
         self.pids = {name: pid for name, pid in pids.items() if pid is not None and trace}
+        self.since = time.time()
         self.started = time.monotonic()
         self.before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
         self.machine = _machine_cpu() if trace else None
@@ -504,9 +503,9 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _traced(trace: Path | None, since: float, cpu: _Cpu) -> dict[str, Any]:
-    """``{"trace": …}`` from a traced worker's record: what happened between ``since`` and the
-    measurement's end (``cpu.stop``)."""
+def _traced(trace: Path | None, cpu: _Cpu) -> dict[str, Any]:
+    """``{"trace": …}`` from a traced worker's record: what happened in the measurement's
+    window (``cpu``)."""
     if trace is None or not trace.exists():
         return {}
     try:
@@ -514,7 +513,7 @@ def _traced(trace: Path | None, since: float, cpu: _Cpu) -> dict[str, Any]:
     except ValueError as exc:  # not a whole record: the measurement stands without it
         print(f"the trace {trace} is not readable ({exc}); no trace", file=sys.stderr)
         return {}
-    summary = trace_summary(raw, since, cpu.stopped)
+    summary = trace_summary(raw, cpu.since, cpu.stopped)
     return {"trace": summary | {"cpu_percent": cpu.percent}}
 
 
@@ -571,7 +570,8 @@ def _trace_line(found: dict[str, Any]) -> str:
         f"{phase} {share:.0%} (p99 {trace['phase_p99_ms'][phase]} ms)"
         for phase, share in sorted(trace["loop_share"].items())
     )
-    parts.append(f"of their time: {shares}; flush (waiting for acks) is inside commit and timers")
+    inside = "commit (and, exactly-once, fire_timers)"
+    parts.append(f"of their time: {shares}; flush (waiting for acks) is inside {inside}")
     gc = trace["gc"]
     parts.append(
         f"GC pauses: {gc['pauses']}, {gc['total_ms']} ms in all, the longest {gc['max_ms']} ms; "
@@ -621,8 +621,6 @@ def timeout_lateness(
     reader = _reader(bootstrap, t)
     progress = Progress(bootstrap, t, group)
     lateness: list[float] = []
-    since = float("inf")
-    cpu = _Cpu(None, {})
     early: list[int] = []  # 1 per resume that fired early or was not a timeout
     try:
         deadline = time.monotonic() + 600
@@ -648,7 +646,6 @@ def timeout_lateness(
         def take(value: bytes | None) -> None:
             early.append(_lateness(value, timeouts, lateness))
 
-        since = time.time()
         cpu = _Cpu(trace, {"worker": proc.pid, "bench": os.getpid(), "broker": broker_pid})
         _offer_paced(p, reader, take, n, 1 / rate, lambda i: produce_one(p, *registrations[i]))
         _take_until(reader, take, lambda: len(lateness) >= n, 180)
@@ -663,7 +660,7 @@ def timeout_lateness(
         "fired": len(lateness),
         "registered": n,
         "pending_waits": pending,
-    } | _traced(trace, since, cpu)
+    } | _traced(trace, cpu)
 
 
 def _offer_paced(

@@ -415,8 +415,7 @@ class Worker:
             if len(due) < limit:
                 self._timer_mark[partition] = now + 1
             else:  # more are due: the next scan starts at the last deadline seen
-                last = json.loads(due[-1].value or b"{}")
-                self._timer_mark[partition] = int(last.get("deadline", since))
+                self._timer_mark[partition] = _timer_deadline(due[-1].value, since)
         if not emits:
             return
         producer = self._producer
@@ -515,18 +514,11 @@ class Worker:
         if error is None:
             return
         log.warning("a timer command was not delivered, it will be sent again: %s", error.str())
-        partition, value = msg.partition(), msg.value() or b""
-        try:
-            deadline = int(json.loads(value)["deadline"])
-        except (ValueError, KeyError, TypeError):
-            deadline = 0
-        if partition is None or partition < 0:  # not known: every partition's due timers again
-            self._sent_timers.clear()
-            self._timer_mark.clear()
-            return
+        partition, value = msg.partition() or 0, msg.value() or b""  # produced to its partition
         self._sent_timers.get(partition, set()).discard(value)
         if partition in self._timer_mark:
-            self._timer_mark[partition] = min(self._timer_mark[partition], deadline)
+            mark = self._timer_mark[partition]
+            self._timer_mark[partition] = min(mark, _timer_deadline(value, mark))
 
     def _on_changelog_delivery(self, error: KafkaError | None, msg: Message) -> None:
         if error is not None:
@@ -686,6 +678,11 @@ class Worker:
                 self.config.transactional_id or f"{self.config.group_id}-{uuid.uuid4()}"
             )
         return config
+
+
+def _timer_deadline(command: bytes | None, default: int) -> int:
+    """The ``deadline`` of a timer command this worker wrote (``default`` if it names none)."""
+    return int(json.loads(command or b"{}").get("deadline", default))
 
 
 def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:

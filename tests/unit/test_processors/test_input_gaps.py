@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Message, TopicPartition
+from workerharness import TOPICS, worker_with_store
 
 from processors.correlation import Target
-from processors.runtime import RuntimeConfig, Worker
-from processors.store import PartitionStore
+from processors.runtime import Worker
 from schemas.keys import partition_for
 
-EVENTS, WAITS = "t.events", "t.wait-commands"
+EVENTS, WAITS = TOPICS[Target.EVENTS], TOPICS[Target.WAIT_COMMANDS]
 KEY = b"n|k"
 PART = partition_for(KEY, 8)  # the events are in the partition their key belongs to
 
@@ -30,21 +30,9 @@ class FakeConsumer:
 
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[Worker]:
-    topics = {
-        Target.EVENTS: EVENTS,
-        Target.WAIT_COMMANDS: WAITS,
-        Target.RESUMES: "t.resumes",
-        Target.DEAD_LETTERS: "t.dead-letters",
-        Target.CHANGELOG: "t.changelog",
-    }
-    worker = Worker(RuntimeConfig(client={}, group_id="g", state_dir=tmp_path, topics=topics,
-                                  partitions=8))  # fmt: skip
-    store = PartitionStore(tmp_path / "p", PART)
-    store.open()
-    worker.stores[PART] = store
-    worker._consumer = FakeConsumer()  # type: ignore[assignment]
-    yield worker
-    store.close()
+    with worker_with_store(tmp_path, PART) as worker:
+        worker._consumer = FakeConsumer()  # type: ignore[assignment]
+        yield worker
 
 
 def _event(offset: int) -> Message:

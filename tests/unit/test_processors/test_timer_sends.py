@@ -11,19 +11,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
+from workerharness import TOPICS, worker_with_store
 
 from processors.correlation import Target
-from processors.runtime import RuntimeConfig, Worker
-from processors.store import PartitionStore
+from processors.runtime import Worker
 from schemas.keys import make_key, partition_for
 
-TOPICS = {
-    Target.EVENTS: "t.events",
-    Target.WAIT_COMMANDS: "t.wait-commands",
-    Target.RESUMES: "t.resumes",
-    Target.DEAD_LETTERS: "t.dead-letters",
-    Target.CHANGELOG: "t.changelog",
-}
 KEY = make_key("n", "k")
 PART = partition_for(KEY, 8)
 
@@ -68,23 +61,18 @@ class IdleConsumer:
 
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[Worker]:
-    config = RuntimeConfig(client={}, group_id="g", state_dir=tmp_path, topics=TOPICS, partitions=8)
-    worker = Worker(config)
-    store = PartitionStore(tmp_path / "p", PART)
-    store.open()
-    worker.stores[PART] = store
-    consumer = IdleConsumer()
-    consumer.producer = worker._producer = FakeProducer()  # type: ignore[assignment]
-    worker._consumer = consumer  # type: ignore[assignment]
-    # A wait whose 1 s timeout passed 4 s ago, applied and committed.
-    wait = {"waitId": "w", "runId": "r", "name": "n", "correlationKey": "k", "timeout": "1s"}
-    registered = int(time.time() * 1000) - 5_000
-    record = Message(topic=TOPICS[Target.WAIT_COMMANDS], partition=PART, offset=0, key=KEY,
-                     value=json.dumps(wait).encode(), timestamp=(1, registered))  # fmt: skip
-    _emits, offsets = worker._apply([record])
-    store.commit(offsets[PART])
-    yield worker
-    store.close()
+    with worker_with_store(tmp_path, PART) as worker:
+        consumer = IdleConsumer()
+        consumer.producer = worker._producer = FakeProducer()  # type: ignore[assignment]
+        worker._consumer = consumer  # type: ignore[assignment]
+        # A wait whose 1 s timeout passed 4 s ago, applied and committed.
+        wait = {"waitId": "w", "runId": "r", "name": "n", "correlationKey": "k", "timeout": "1s"}
+        registered = int(time.time() * 1000) - 5_000
+        record = Message(topic=TOPICS[Target.WAIT_COMMANDS], partition=PART, offset=0, key=KEY,
+                         value=json.dumps(wait).encode(), timestamp=(1, registered))  # fmt: skip
+        _emits, offsets = worker._apply([record])
+        worker.stores[PART].commit(offsets[PART])
+        yield worker
 
 
 def _timer_commands(worker: Worker) -> list[tuple[str, bytes | None, int, Delivery | None]]:
