@@ -128,8 +128,9 @@ def run(
         _emits, offsets = worker._apply(messages[first : first + batch])  # type: ignore[arg-type]
         for partition, store in worker.stores.items():
             if partition in offsets:
+                store.seal(offsets[partition])
                 changelog += sum(1 for _ in store.changelog_changes()) + 1
-                store.commit(offsets[partition], changelog)
+                store.commit(changelog_position=changelog)
     seconds = time.perf_counter() - started
     for store in worker.stores.values():
         store.close()

@@ -6,6 +6,8 @@ Layers, bottom up (``processors.store`` adds RocksDB as a second ``KV``):
 - ``MemoryKV`` — the in-memory twin used by unit tests of the core and the state;
 - ``Overlay`` — a read-your-writes buffer over a ``KV``: the processor's per-batch transaction.
   Nothing reaches the store until the owner drains ``Overlay.changes`` into one atomic write.
+  A batch the owner has finished but not yet written (``seal``) stays readable under the next
+  one's changes until it is written (``committed``) or dropped (``clear``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ _MISSING = object()
 class Overlay:
     """Buffers writes over a base ``KV``; reads see the buffered writes first.
 
+    Two layers of writes: ``changes``, the batch in progress, and ``sealed``, the batch before
+    it, finished (``seal``) and waiting to be written to the base. Reads see ``changes``, then
+    ``sealed``, then the base. ``committed`` says the sealed batch is in the base now.
+
     With ``cache_limit`` > 0 it also keeps a read cache of committed entries: what was read
     from the base (misses included) and what the owner reported written to it
     (``committed``), values of at most ``cache_value_bytes``. Only valid while the overlay's
@@ -78,6 +84,7 @@ class Overlay:
     def __init__(self, base: KV, cache_limit: int = 0, cache_value_bytes: int = 512) -> None:
         self.base = base
         self.changes: dict[bytes, bytes | None] = {}
+        self.sealed: dict[bytes, bytes | None] = {}
         self.cache: dict[bytes, bytes | None] = {}
         self.cache_limit = cache_limit
         self.cache_value_bytes = cache_value_bytes
@@ -86,13 +93,15 @@ class Overlay:
     def get(self, key: bytes) -> bytes | None:
         value = self.changes.get(key, _MISSING)
         if value is _MISSING:
-            value = self.cache.get(key, _MISSING)
+            value = self.sealed.get(key, _MISSING)
             if value is _MISSING:
-                value = self._base_get(key)
-                if self.cache_limit and (value is None or len(value) <= self.cache_value_bytes):
-                    if len(self.cache) >= self.cache_limit:
-                        self.cache.clear()
-                    self.cache[key] = value
+                value = self.cache.get(key, _MISSING)
+                if value is _MISSING:
+                    value = self._base_get(key)
+                    if self.cache_limit and (value is None or len(value) <= self.cache_value_bytes):
+                        if len(self.cache) >= self.cache_limit:
+                            self.cache.clear()
+                        self.cache[key] = value
         return value  # type: ignore[return-value]
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -102,7 +111,8 @@ class Overlay:
         self.changes[key] = _DELETED
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
-        pending = sorted((k, v) for k, v in self.changes.items() if start <= k < stop)
+        writes = {**self.sealed, **self.changes} if self.sealed else self.changes
+        pending = sorted((k, v) for k, v in writes.items() if start <= k < stop)
         if not pending:
             yield from self.base.scan(start, stop)
             return
@@ -112,25 +122,33 @@ class Overlay:
             if value is not None:
                 yield key, value
 
+    def seal(self) -> None:
+        """The batch in progress is finished: its writes become ``sealed``, and the next batch's
+        go to a fresh ``changes`` on top of them. The batch sealed before must be committed."""
+        if self.sealed:
+            raise RuntimeError("the sealed batch before is not committed")
+        self.sealed, self.changes = self.changes, {}
+
     def clear(self) -> None:
-        """Discard the buffered writes (a rollback)."""
+        """Discard the buffered writes, sealed or not (a rollback)."""
         self.changes.clear()
+        self.sealed = {}
 
     def committed(self) -> None:
-        """The owner wrote ``changes`` to the base: keep them as cached reads, start afresh."""
+        """The owner wrote ``sealed`` to the base: keep its writes as cached reads."""
+        sealed, self.sealed = self.sealed, {}
         if self.cache_limit:
-            if len(self.cache) + len(self.changes) > self.cache_limit:
+            if len(self.cache) + len(sealed) > self.cache_limit:
                 self.cache.clear()
             most = self.cache_value_bytes
             # All of them in one C-level update, then out with the values too big to keep (an
             # older, smaller value of such a key may have been cached).
-            big = [key for key, value in self.changes.items() if value and len(value) > most]
-            self.cache.update(self.changes)
+            big = [key for key, value in sealed.items() if value and len(value) > most]
+            self.cache.update(sealed)
             for key in big:
                 del self.cache[key]
-        self.changes.clear()
 
     def forget(self) -> None:
         """The base changed underneath: drop the buffered writes and the cached reads."""
-        self.changes.clear()
+        self.clear()
         self.cache.clear()

@@ -12,23 +12,32 @@ Commit protocol, once per loop iteration (``Guarantee`` picks the variant):
    and collect the output records. Nothing has been written anywhere yet.
 3. Exactly-once: begin a transaction.
 4. Produce the output records. At-least-once: flush, so every output is acknowledged before
-   anything records that the batch happened.
-5. Produce each touched partition's changelog records: the changed keys, then the input
-   offsets the batch reached (this record closes the batch). At-least-once: flush.
+   anything records that the batch happened. The same flush acknowledges the changelog of the
+   batch before (step 5 of the previous iteration): write that batch now (step 7).
+5. Seal each touched partition's overlay and produce its changelog records: the changed keys,
+   then the input offsets the batch reached (this record closes the batch). At-least-once: no
+   flush; the records travel while the next batch is applied, and the next flush (step 4, or
+   an idle loop's, a revocation's or a stop's) acknowledges them. Exactly-once: flush.
 6. Exactly-once: add the input offsets to the transaction (``send_offsets_to_transaction``
    with the consumer's current group metadata) and commit it.
-7. Write each touched partition's overlay, input offsets and changelog position in one
-   RocksDB ``WriteBatch``.
+7. Write each sealed overlay, its input offsets and changelog position in one RocksDB
+   ``WriteBatch`` (at-least-once: one iteration later, after step 4's flush). Until then the
+   next batch reads the sealed overlay under its own.
 8. At-least-once: commit the offsets to the group (asynchronously, at most every 200 ms and
    whenever the loop goes idle; informational: on assignment the worker seeks to the offsets
    in its store, and the group's offsets serve lag monitoring).
 
-Failure at any step before 7 leaves the store as it was; the batch is read and applied again,
-and since the core is deterministic it yields the same outputs with the same ``resumeId``s
-(at-least-once: possibly published twice; exactly-once: the aborted transaction hides the
-first copy on a broker with working transactions). A changelog batch without its closing
-record, or (exactly-once) beyond the group's committed offsets, is ignored on restore
-(``processors.restore``). A failure after 7 replays nothing.
+So the order that matters holds in both variants: a batch's outputs are acknowledged before its
+changelog is produced, and its changelog before RocksDB holds it. At-least-once, one flush per
+batch instead of two: waiting for the changelog overlaps the next batch's work.
+
+Failure at any step before 7 leaves the store as it was; the batch (at-least-once: with the
+sealed batch before it) is read and applied again, and since the core is deterministic it yields
+the same outputs with the same ``resumeId``s (at-least-once: possibly published twice;
+exactly-once: the aborted transaction hides the first copy on a broker with working
+transactions). A changelog batch without its closing record, or (exactly-once) beyond the
+group's committed offsets, is ignored on restore (``processors.restore``). A failure after 7
+replays nothing.
 
 Timers: at most every ``timer_interval_ms`` (20), between one commit and the next batch, the
 loop asks every store for deadlines that passed on the wall clock and appends a ``timer``
@@ -171,7 +180,7 @@ class Worker:
         if restoring:
             self._restore_step()
         if not self._eos:
-            self._fire_timers()  # the last batch is committed: the overlays are empty
+            self._fire_timers()  # no batch in progress (the last one is sealed or written)
         # While a restore runs, the poll only serves the group (rebalances): no waiting. An
         # idle poll waits no longer than the next timer scan.
         if restoring:
@@ -182,8 +191,11 @@ class Worker:
         emits, offsets = self._apply(messages)
         if offsets:
             self._commit(emits, offsets)
-        elif self._group_offsets:
-            self._flush_group_offsets()  # idle: report what the last batches reached
+        else:
+            if not self._eos:
+                self._settle()  # idle: nothing to overlap the last batch's changelog with
+            if self._group_offsets:
+                self._flush_group_offsets()  # idle: report what the last batches reached
         if self._eos:
             self._fire_timers()
         else:
@@ -210,6 +222,8 @@ class Worker:
 
     def _shutdown(self) -> None:
         try:
+            if not self._eos and self._producer is not None:
+                self._settle()
             if self._consumer is not None:
                 self._consumer.close()  # revokes: stores are closed in _on_revoke
             if self._producer is not None:
@@ -320,44 +334,94 @@ class Worker:
 
     def _commit(self, emits: list[Emit], offsets: dict[int, dict[str, int]]) -> None:
         """Steps 3–8 of the commit protocol (module docstring) for the touched partitions."""
+        if self._eos:
+            self._commit_transaction(emits, offsets)
+            return
+        stores = {p: self.stores[p] for p in offsets if p in self.stores}
+        sealed = self._sealed()
+        try:
+            self._produce(emits)
+            self._flush()  # this batch's outputs, and the changelog of the batch sealed before
+        except (KafkaException, WorkerError) as exc:
+            self._abort({**sealed, **stores}, exc)
+            return
+        self._write_sealed(sealed)
+        for partition, store in stores.items():
+            store.seal(offsets[partition])
+        try:
+            self._send_changelog(stores)  # acknowledged by the next batch's flush
+        except KafkaException as exc:
+            self._abort(stores, exc)
+
+    def _commit_transaction(self, emits: list[Emit], offsets: dict[int, dict[str, int]]) -> None:
+        """Exactly-once: outputs, changelog and input offsets in one transaction, then RocksDB."""
         producer = self._producer
         assert producer is not None and self._consumer is not None
         stores = {p: self.stores[p] for p in offsets if p in self.stores}
         try:
-            if self._eos:
-                producer.begin_transaction()
+            producer.begin_transaction()
             self._produce(emits)
-            if not self._eos:
-                self._flush()
-            changelog = self.config.topics[Target.CHANGELOG]
-            produce, send = producer.produce, self._send
             for partition, store in stores.items():
-                for key, value in store.changelog_changes():
-                    try:  # inline: one call per state change is the changelog's hot path
-                        produce(changelog, value, key, partition)
-                    except BufferError:
-                        send(changelog, key, value, partition, None)
-                # Only the closing record reports back: the idempotent producer delivers a
-                # partition's records in order and without gaps, so its success (and its
-                # offset, the new changelog position) vouches for the whole batch; a failure
-                # of any of them fails it too. No callback per state change.
-                closing_key, closing = store.closing_record(offsets[partition])
-                send(changelog, closing_key, closing, partition, self._on_changelog_delivery)
+                store.seal(offsets[partition])
+            self._send_changelog(stores)
             self._flush()  # serves the delivery callbacks: changelog positions, errors
-            if self._eos:
-                positions = self._positions(offsets)
-                if positions:
-                    producer.send_offsets_to_transaction(
-                        positions, self._consumer.consumer_group_metadata(), 30
-                    )
-                producer.commit_transaction(30)
+            positions = self._positions(offsets)
+            if positions:
+                producer.send_offsets_to_transaction(
+                    positions, self._consumer.consumer_group_metadata(), 30
+                )
+            producer.commit_transaction(30)
         except (KafkaException, WorkerError) as exc:
             self._abort(stores, exc)
             return
         for partition, store in stores.items():
-            store.commit(offsets[partition], self._changelog_next.get(partition))
-        if not self._eos:
-            self._commit_group_offsets(offsets)
+            store.commit(changelog_position=self._changelog_next.get(partition))
+
+    def _send_changelog(self, stores: dict[int, PartitionStore]) -> None:
+        """Produce each store's sealed batch to its changelog partition, closing record last."""
+        producer = self._producer
+        assert producer is not None
+        changelog = self.config.topics[Target.CHANGELOG]
+        produce, send = producer.produce, self._send
+        for partition, store in stores.items():
+            for key, value in store.changelog_changes():
+                try:  # inline: one call per state change is the changelog's hot path
+                    produce(changelog, value, key, partition)
+                except BufferError:
+                    send(changelog, key, value, partition, None)
+            # Only the closing record reports back: the idempotent producer delivers a
+            # partition's records in order and without gaps, so its success (and its offset,
+            # the new changelog position) vouches for the whole batch; a failure of any of them
+            # fails it too. No callback per state change.
+            closing_key, closing = store.closing_record()
+            send(changelog, closing_key, closing, partition, self._on_changelog_delivery)
+
+    def _sealed(self) -> dict[int, PartitionStore]:
+        """The stores whose last batch waits for its changelog's acknowledgements."""
+        return {p: s for p, s in self.stores.items() if s.sealed_offsets is not None}
+
+    def _write_sealed(self, sealed: dict[int, PartitionStore]) -> None:
+        """At-least-once, after a flush: the sealed batches' changelog is acknowledged, so they
+        go to RocksDB, and their input offsets to the group."""
+        reached: dict[int, dict[str, int]] = {}
+        for partition, store in sealed.items():
+            reached[partition] = store.sealed_offsets or {}
+            store.commit(changelog_position=self._changelog_next.get(partition))
+        if reached:
+            self._commit_group_offsets(reached)
+
+    def _settle(self) -> None:
+        """At-least-once: wait for the sealed batches' changelog and write them (an idle loop, a
+        revocation, a stop)."""
+        sealed = self._sealed()
+        if not sealed:
+            return
+        try:
+            self._flush()
+        except (KafkaException, WorkerError) as exc:
+            self._abort(sealed, exc)
+            return
+        self._write_sealed(sealed)
 
     def _abort(self, stores: dict[int, PartitionStore], exc: Exception) -> None:
         """Forget the batch and read it again; a fatal producer error stops the worker."""
@@ -626,8 +690,10 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
-        if self._group_offsets and not self._eos:
-            self._flush_group_offsets()  # while the partitions are still ours
+        if not self._eos:
+            self._settle()  # the sealed batches reach RocksDB before their stores close
+            if self._group_offsets:
+                self._flush_group_offsets()  # while the partitions are still ours
         assert self._restorer is not None
         self._restorer.cancel(numbers)
         for number in numbers:

@@ -1,9 +1,11 @@
 """RocksDB state: one rocksdict store per partition, written in one atomic batch per commit.
 
 This is the only module that imports RocksDB. ``PartitionStore`` owns a store and its
-read-your-writes ``Overlay``; the core sees only ``PartitionStore.state``. ``commit`` writes the
-overlay's changes and the input offsets that produced them in the same ``WriteBatch``, so after
-any crash the store holds either all of a batch's effects and its offsets, or neither.
+read-your-writes ``Overlay``; the core sees only ``PartitionStore.state``. ``commit`` writes a
+batch's changes and the input offsets that produced them in the same ``WriteBatch``, so after
+any crash the store holds either all of a batch's effects and its offsets, or neither. Between
+``seal`` and ``commit`` a finished batch waits, readable, for its changelog acknowledgements
+while the next one is applied on top of it.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class PartitionStore:
         self._state: PartitionState | None = None
         self.offsets: dict[str, int] = {}
         self.changelog_position = 0
+        self._sealed_offsets: dict[str, int] | None = None
         # The earliest deadline of a timer written since the run loop last took it: the loop
         # scans for due timers from where its last scan ended, unless a new one lies before.
         self.earliest_new_timer: int | None = None
@@ -172,35 +175,61 @@ class PartitionStore:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._overlay and self._overlay.changes)
+        """Changes not yet written to RocksDB, sealed or not."""
+        return bool(self._overlay and (self._overlay.changes or self._overlay.sealed))
 
-    def changelog_records(self, offsets: dict[str, int]) -> list[tuple[bytes, bytes | None]]:
-        """What the changelog must carry for the buffered changes: each changed key with its new
+    @property
+    def sealed_offsets(self) -> dict[str, int] | None:
+        """The merged input offsets of the sealed batch; ``None`` when none is sealed."""
+        return self._sealed_offsets
+
+    def seal(self, offsets: dict[str, int]) -> None:
+        """The batch in progress is finished at ``offsets`` (next offset per input): its changes
+        stay readable under the next batch's until ``commit`` writes them. The run loop seals a
+        batch, sends its changelog records and writes it once they are acknowledged."""
+        self._require(StoreState.OPEN)
+        assert self._overlay is not None
+        if self._sealed_offsets is not None:
+            raise RuntimeError(f"partition {self.partition}: the sealed batch is not committed")
+        self._overlay.seal()
+        self._sealed_offsets = {**self.offsets, **offsets}
+
+    def changelog_records(self) -> list[tuple[bytes, bytes | None]]:
+        """What the changelog must carry for the sealed batch: each changed key with its new
         value (``None``: deleted), except derived index entries (rebuilt on restore, see
         ``processors.state``), then the merged input offsets, which close the batch."""
-        return [*self.changelog_changes(), self.closing_record(offsets)]
+        return [*self.changelog_changes(), self.closing_record()]
 
     def changelog_changes(self) -> Iterator[tuple[bytes, bytes | None]]:
         """``changelog_records`` without the closing record, as the run loop produces them."""
         self._require(StoreState.OPEN)
         assert self._overlay is not None
-        return (item for item in self._overlay.changes.items() if item[0][0] not in DERIVED)
+        return (item for item in self._overlay.sealed.items() if item[0][0] not in DERIVED)
 
-    def closing_record(self, offsets: dict[str, int]) -> tuple[bytes, bytes]:
-        """The record that closes a batch in the changelog: the merged input offsets."""
-        return OFFSETS, json.dumps({**self.offsets, **offsets}, sort_keys=True).encode()
+    def closing_record(self) -> tuple[bytes, bytes]:
+        """The record that closes the sealed batch in the changelog: its merged input offsets."""
+        if self._sealed_offsets is None:
+            raise RuntimeError(f"partition {self.partition}: no batch is sealed")
+        return OFFSETS, json.dumps(self._sealed_offsets, sort_keys=True).encode()
 
-    def commit(self, offsets: dict[str, int], changelog_position: int | None = None) -> None:
-        """Write the buffered changes, ``offsets`` (next offset per input) and the changelog
-        position in one atomic batch."""
+    def commit(
+        self, offsets: dict[str, int] | None = None, changelog_position: int | None = None
+    ) -> None:
+        """Write the sealed batch (with ``offsets``: seal the batch in progress at them first),
+        its input offsets and the changelog position in one atomic batch."""
         self._require(StoreState.OPEN)
         assert self._db is not None and self._overlay is not None
-        merged = {**self.offsets, **offsets}
-        changes = self._overlay.changes
+        if offsets is not None:
+            self.seal(offsets)
+        merged = self._sealed_offsets
+        if merged is None:
+            raise RuntimeError(f"partition {self.partition}: no batch is sealed")
+        self._sealed_offsets = None
+        changes = self._overlay.sealed
         if not changes and merged == self.offsets and changelog_position is None:
             return
         # The metadata goes through the overlay too, so its read cache sees what is written.
-        changes[OFFSETS] = self.closing_record(offsets)[1]
+        changes[OFFSETS] = json.dumps(merged, sort_keys=True).encode()
         if changelog_position is not None:
             changes[CHANGELOG_POSITION] = str(changelog_position).encode()
             self.changelog_position = changelog_position
@@ -241,7 +270,8 @@ class PartitionStore:
         self._load_positions()
 
     def rollback(self) -> None:
-        """Forget buffered changes (their input will be read again)."""
+        """Forget buffered changes, sealed or not (their input will be read again)."""
+        self._sealed_offsets = None
         if self._overlay is not None:
             self._overlay.clear()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from processors.kv import KV, MemoryKV, Overlay
 
 
@@ -119,6 +121,63 @@ def test_overlay_clear_discards_buffered_writes() -> None:
     assert overlay.changes == {}
 
 
+def test_overlay_reads_a_sealed_batch_under_the_next_one() -> None:
+    overlay = Overlay(_base())
+    overlay.put(b"c", b"sealed")
+    overlay.delete(b"e")
+    overlay.put(b"b", b"sealed")
+    overlay.seal()
+    assert overlay.changes == {} and overlay.sealed == {
+        b"c": b"sealed",
+        b"e": None,
+        b"b": b"sealed",
+    }
+    overlay.put(b"b", b"next")  # the next batch shadows the sealed one
+    overlay.put(b"e", b"back")
+    assert [overlay.get(k) for k in (b"a", b"b", b"c", b"e")] == [b"A", b"next", b"sealed", b"back"]
+    assert list(overlay.scan(b"a", b"\xff")) == [
+        (b"a", b"A"),
+        (b"b", b"next"),
+        (b"c", b"sealed"),
+        (b"e", b"back"),
+        (b"g", b"G"),
+    ]
+    overlay.delete(b"c")  # deleted by the next batch, still sealed in the one before
+    assert overlay.get(b"c") is None and [k for k, _ in overlay.scan(b"c", b"d")] == []
+
+
+def test_overlay_seals_one_batch_at_a_time() -> None:
+    overlay = Overlay(_base())
+    overlay.put(b"a", b"1")
+    overlay.seal()
+    overlay.put(b"a", b"2")
+    with pytest.raises(RuntimeError, match="not committed"):
+        overlay.seal()
+    assert overlay.sealed == {b"a": b"1"} and overlay.changes == {b"a": b"2"}
+
+
+def test_overlay_clear_drops_the_sealed_batch_too() -> None:
+    overlay = Overlay(_base())
+    overlay.put(b"a", b"sealed")
+    overlay.seal()
+    overlay.put(b"c", b"next")
+    overlay.clear()
+    assert overlay.get(b"a") == b"A" and overlay.get(b"c") == b"C"
+    assert overlay.changes == {} and overlay.sealed == {}
+
+
+def test_overlay_commits_the_sealed_batch_not_the_next() -> None:
+    base = _CountingKV()
+    overlay = Overlay(base, cache_limit=10)
+    overlay.put(b"a", b"sealed")
+    overlay.seal()
+    overlay.put(b"b", b"next")
+    base.put(b"a", b"sealed")
+    overlay.committed()
+    assert overlay.sealed == {} and overlay.changes == {b"b": b"next"}
+    assert overlay.cache == {b"a": b"sealed"}  # the written batch is cached, the next is not
+
+
 class _CountingKV(MemoryKV):
     def __init__(self) -> None:
         super().__init__()
@@ -147,9 +206,10 @@ def test_overlay_cache_takes_committed_changes_and_rollback_keeps_them() -> None
     overlay = Overlay(base, cache_limit=10)
     overlay.put(b"a", b"new")
     overlay.delete(b"b")
+    overlay.seal()
     base.put(b"a", b"new")  # the owner writes the batch to the base...
     overlay.committed()  # ...and says so
-    assert overlay.changes == {}
+    assert overlay.changes == {} and overlay.sealed == {}
     overlay.put(b"a", b"uncommitted")
     overlay.clear()  # a rollback forgets the batch, not what was committed
     assert overlay.get(b"a") == b"new" and overlay.get(b"b") is None
@@ -171,6 +231,7 @@ def test_overlay_cache_stays_within_its_limit() -> None:
     for i in range(10):
         overlay.get(bytes([i]))
         overlay.put(bytes([100 + i]), b"v")
+        overlay.seal()
         overlay.committed()
         assert len(overlay.cache) <= 3
     assert overlay.get(bytes([100 + 9])) == b"v"  # the latest commit is never the one evicted
@@ -180,10 +241,12 @@ def test_overlay_cache_leaves_out_large_values() -> None:
     base = _CountingKV()
     overlay = Overlay(base, cache_limit=10, cache_value_bytes=4)
     overlay.put(b"a", b"tiny")
+    overlay.seal()
     base.put(b"a", b"tiny")
     overlay.committed()
     assert overlay.get(b"a") == b"tiny" and base.reads == 0
     overlay.put(b"a", b"much larger")  # replaces the cached small value...
+    overlay.seal()
     base.put(b"a", b"much larger")
     overlay.committed()
     assert overlay.get(b"a") == b"much larger"  # ...which must not be served any more

@@ -107,6 +107,37 @@ def test_close_discards_uncommitted_work(store: PartitionStore) -> None:
         reopened.close()
 
 
+def test_a_sealed_batch_is_read_but_written_only_by_commit(store: PartitionStore) -> None:
+    store.state.add_wait(_wait("w1"))
+    store.seal({"wait-commands": 1})
+    store.state.add_wait(_wait("w2"))  # the next batch, on top of the sealed one
+    assert store.state.waits_on(b"n|k") == ["w1", "w2"]
+    assert store.offsets == {} and store.sealed_offsets == {"wait-commands": 1}
+    with pytest.raises(RuntimeError, match="sealed batch is not committed"):
+        store.seal({"wait-commands": 2})
+    store.commit()
+    assert store.offsets == {"wait-commands": 1} and store.sealed_offsets is None
+    reopened = _reopen(store)  # closing drops the next batch, never committed
+    try:
+        assert reopened.offsets == {"wait-commands": 1}
+        assert reopened.state.get_wait("w1") == _wait("w1")
+        assert reopened.state.get_wait("w2") is None
+    finally:
+        reopened.close()
+
+
+def test_rollback_drops_the_sealed_batch_too(store: PartitionStore) -> None:
+    store.commit({"events": 1})
+    store.state.add_wait(_wait("w1"))
+    store.seal({"events": 2})
+    store.state.add_wait(_wait("w2"))
+    store.rollback()
+    assert store.offsets == {"events": 1} and store.sealed_offsets is None and not store.dirty
+    assert store.state.get_wait("w1") is None and store.state.get_wait("w2") is None
+    with pytest.raises(RuntimeError, match="no batch is sealed"):
+        store.commit()
+
+
 def test_offsets_merge_per_input(store: PartitionStore) -> None:
     store.commit({"events": 10, "wait-commands": 4})
     store.commit({"events": 11})
@@ -135,7 +166,8 @@ def test_deletes_are_committed_too(store: PartitionStore) -> None:
 def test_changelog_records_are_the_changes_then_the_offsets(store: PartitionStore) -> None:
     store.commit({"events": 1})
     store.state.put_meta("x", b"1")
-    records = store.changelog_records({"wait-commands": 5})
+    store.seal({"wait-commands": 5})
+    records = store.changelog_records()
     assert records[:-1] == [(b"mx", b"1")]
     assert records[-1] == (OFFSETS, b'{"events": 1, "wait-commands": 5}')
 
@@ -208,9 +240,10 @@ def test_the_changelog_leaves_out_indexes_and_a_restore_rebuilds_them(
     state.buffer_event(b"n|k", BufferedEvent(10, 9_000, 3), b'{"eventId":"e"}')
     state.remember_dedup("n", "idem", 7_000)
     state.mark_resolved("w0", 8_000, b'{"resume":1}')
-    records = store.changelog_records({"events": 4})
+    store.seal({"events": 4})
+    records = store.changelog_records()
     assert not [key for key, _ in records if key[:1] in (b"t", b"x")]
-    store.commit({"events": 4})
+    store.commit()
 
     copy = PartitionStore(tmp_path / "copy", 0)
     copy.open()
@@ -232,10 +265,12 @@ def test_a_stale_timer_left_by_a_restore_fires_once_and_is_gone(
     from processors.correlation import Correlator, InputRecord, Source
 
     store.state.add_wait(_wait("w1", deadline=5_000))
-    first = store.changelog_records({"wait-commands": 1})
-    store.commit({"wait-commands": 1})
+    store.seal({"wait-commands": 1})
+    first = store.changelog_records()
+    store.commit()
     store.state.remove_wait(_wait("w1", deadline=5_000))  # resolved in the next batch
-    second = store.changelog_records({"wait-commands": 2})
+    store.seal({"wait-commands": 2})
+    second = store.changelog_records()
 
     copy = PartitionStore(tmp_path / "copy", 0)
     copy.open()
