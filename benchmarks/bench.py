@@ -570,7 +570,7 @@ def _trace_line(found: dict[str, Any]) -> str:
         f"{phase} {share:.0%} (p99 {trace['phase_p99_ms'][phase]} ms)"
         for phase, share in sorted(trace["loop_share"].items())
     )
-    inside = "commit (and, exactly-once, fire_timers)"
+    inside = "commit (at-least-once also an idle loop's settle; exactly-once also fire_timers)"
     parts.append(f"of their time: {shares}; flush (waiting for acks) is inside {inside}")
     gc = trace["gc"]
     parts.append(

@@ -6,7 +6,8 @@ measurement):
 
 - each run-loop iteration that did something: its duration and the time spent taking the
   batch, applying it, committing it (of which waiting for the broker's acks, ``_flush``, also
-  counted on its own) and firing timers;
+  counted on its own: at-least-once an idle loop flushes too, for the batch before) and firing
+  timers;
 - each timer, once: how long after its deadline the scan that sends its command ran, and how
   long after its deadline the command was applied (and after it was produced: the hop from the
   worker through the broker back to the worker);

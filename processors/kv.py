@@ -111,8 +111,13 @@ class Overlay:
         self.changes[key] = _DELETED
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
-        writes = {**self.sealed, **self.changes} if self.sealed else self.changes
-        pending = sorted((k, v) for k, v in writes.items() if start <= k < stop)
+        changes = self.changes
+        pending = [(k, v) for k, v in changes.items() if start <= k < stop]
+        if self.sealed:  # the batch before, where the batch in progress has not written over it
+            pending += [
+                (k, v) for k, v in self.sealed.items() if start <= k < stop and k not in changes
+            ]
+        pending.sort(key=lambda item: item[0])
         if not pending:
             yield from self.base.scan(start, stop)
             return

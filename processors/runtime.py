@@ -16,13 +16,14 @@ Commit protocol, once per loop iteration (``Guarantee`` picks the variant):
    batch before (step 5 of the previous iteration): write that batch now (step 7).
 5. Seal each touched partition's overlay and produce its changelog records: the changed keys,
    then the input offsets the batch reached (this record closes the batch). At-least-once: no
-   flush; the records travel while the next batch is applied, and the next flush (step 4, or
-   an idle loop's, a revocation's or a stop's) acknowledges them. Exactly-once: flush.
+   flush; the records travel while the next batch is applied, and the next flush (step 4 of
+   the next batch or of a purge's commit, or an idle loop's, a revocation's or a stop's)
+   acknowledges them. Exactly-once: flush.
 6. Exactly-once: add the input offsets to the transaction (``send_offsets_to_transaction``
    with the consumer's current group metadata) and commit it.
 7. Write each sealed overlay, its input offsets and changelog position in one RocksDB
-   ``WriteBatch`` (at-least-once: one iteration later, after step 4's flush). Until then the
-   next batch reads the sealed overlay under its own.
+   ``WriteBatch`` (at-least-once: after that next flush). Until then the next batch reads the
+   sealed overlay under its own.
 8. At-least-once: commit the offsets to the group (asynchronously, at most every 200 ms and
    whenever the loop goes idle; informational: on assignment the worker seeks to the offsets
    in its store, and the group's offsets serve lag monitoring).
@@ -31,21 +32,23 @@ So the order that matters holds in both variants: a batch's outputs are acknowle
 changelog is produced, and its changelog before RocksDB holds it. At-least-once, one flush per
 batch instead of two: waiting for the changelog overlaps the next batch's work.
 
-Failure at any step before 7 leaves the store as it was; the batch (at-least-once: with the
-sealed batch before it) is read and applied again, and since the core is deterministic it yields
-the same outputs with the same ``resumeId``s (at-least-once: possibly published twice;
-exactly-once: the aborted transaction hides the first copy on a broker with working
-transactions). A changelog batch without its closing record, or (exactly-once) beyond the
-group's committed offsets, is ignored on restore (``processors.restore``). A failure after 7
-replays nothing.
+Failure at any step before 7 leaves the store as it was, and the batch is read and applied again:
+exactly-once at once, after the transaction is aborted (on a broker with working transactions that
+hides the first copy of its outputs); at-least-once the worker stops, and the batch is read again
+when it (or another member) restarts from the store, together with the sealed batch before it if
+step 4's flush failed. The core is deterministic, so it yields the same outputs with the same
+``resumeId``s (at-least-once: possibly published twice). A changelog batch without its closing
+record, or (exactly-once) beyond the group's committed offsets, is ignored on restore
+(``processors.restore``). A failure after 7 replays nothing.
 
-Timers: at most every ``timer_interval_ms`` (20), between one commit and the next batch, the
-loop asks every store for deadlines that passed on the wall clock and appends a ``timer``
-command for each to the wait-commands partition of the same number. The wait resolves when that
-command is processed (SPEC §2.6). At-least-once, the commands are not flushed on their own: they
-leave with the producer's linger while the next batch is applied, and that batch's flush (or
-the loop's poll) serves their acknowledgements; a command that fails is sent again by its
-partition's next scan. Exactly-once, they are committed in a transaction after the batch's.
+Timers: at most every ``timer_interval_ms`` (20), before a batch is taken (at-least-once: the batch
+before is sealed, and the scan reads it, written to RocksDB or not), the loop asks every store for
+deadlines that passed on the wall clock and appends a ``timer`` command for each to the
+wait-commands partition of the same number. The wait resolves when that command is processed (SPEC
+§2.6). At-least-once, the commands are not flushed on their own: they leave with the producer's
+linger while the next batch is applied, and that batch's flush (or the loop's poll) serves their
+acknowledgements; a command that fails is sent again by its partition's next scan. Exactly-once,
+they are committed in a transaction after the batch's.
 """
 
 from __future__ import annotations
@@ -222,8 +225,8 @@ class Worker:
 
     def _shutdown(self) -> None:
         try:
-            if not self._eos and self._producer is not None:
-                self._settle()
+            if not self._eos:
+                self._settle_to_stop(10)  # before the revocation, bounded
             if self._consumer is not None:
                 self._consumer.close()  # revokes: stores are closed in _on_revoke
             if self._producer is not None:
@@ -352,6 +355,12 @@ class Worker:
             self._send_changelog(stores)  # acknowledged by the next batch's flush
         except KafkaException as exc:
             self._abort(stores, exc)
+        except BaseException:
+            # Whatever stopped it, a batch whose changelog was not all produced must never be
+            # written (a settle at the stop would): the store is a cache of the changelog.
+            for store in stores.values():
+                store.rollback()
+            raise
 
     def _commit_transaction(self, emits: list[Emit], offsets: dict[int, dict[str, int]]) -> None:
         """Exactly-once: outputs, changelog and input offsets in one transaction, then RocksDB."""
@@ -412,7 +421,7 @@ class Worker:
 
     def _settle(self) -> None:
         """At-least-once: wait for the sealed batches' changelog and write them (an idle loop, a
-        revocation, a stop)."""
+        revocation)."""
         sealed = self._sealed()
         if not sealed:
             return
@@ -422,6 +431,21 @@ class Worker:
             self._abort(sealed, exc)
             return
         self._write_sealed(sealed)
+
+    def _settle_to_stop(self, timeout: float) -> None:
+        """``_settle`` for a stop, waiting at most ``timeout``: a sealed batch whose changelog
+        is not acknowledged by then is dropped (its input is read again on the next start)."""
+        sealed = self._sealed()
+        producer = self._producer
+        if not sealed or producer is None:
+            return
+        if producer.flush(timeout) == 0 and not self._delivery_errors:
+            self._write_sealed(sealed)
+            return
+        log.warning("stopping without the last batch's changelog acknowledged: it is read again")
+        self._delivery_errors = []
+        for store in sealed.values():
+            store.rollback()
 
     def _abort(self, stores: dict[int, PartitionStore], exc: Exception) -> None:
         """Forget the batch and read it again; a fatal producer error stops the worker."""
@@ -690,10 +714,15 @@ class Worker:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
-        if not self._eos:
-            self._settle()  # the sealed batches reach RocksDB before their stores close
-            if self._group_offsets:
-                self._flush_group_offsets()  # while the partitions are still ours
+        try:
+            if not self._eos:
+                self._settle()  # the sealed batches reach RocksDB before their stores close
+                if self._group_offsets:
+                    self._flush_group_offsets()  # while the partitions are still ours
+        finally:  # a failed settle (rolled back, raised) still gives the partitions up
+            self._release(consumer, numbers)
+
+    def _release(self, consumer: Consumer, numbers: list[int]) -> None:
         assert self._restorer is not None
         self._restorer.cancel(numbers)
         for number in numbers:

@@ -193,6 +193,15 @@ class PartitionStore:
             raise RuntimeError(f"partition {self.partition}: the sealed batch is not committed")
         self._overlay.seal()
         self._sealed_offsets = {**self.offsets, **offsets}
+        # The next timer scan reads the sealed batch: a timer it wrote below where the last
+        # scan ended (a late registration) moves that scan's start back.
+        earliest = self.earliest_new_timer
+        for key, value in self._overlay.sealed.items():
+            if key[0] == TIMER_TAG and value is not None:
+                deadline = timer_deadline(key)
+                if earliest is None or deadline < earliest:
+                    earliest = deadline
+        self.earliest_new_timer = earliest
 
     def changelog_records(self) -> list[tuple[bytes, bytes | None]]:
         """What the changelog must carry for the sealed batch: each changed key with its new
@@ -235,17 +244,11 @@ class PartitionStore:
             self.changelog_position = changelog_position
         batch = WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
-        earliest = self.earliest_new_timer
         for key, value in changes.items():
             if value is None:
                 delete(key)
             else:
                 put(key, value)
-                if key[0] == TIMER_TAG:
-                    deadline = timer_deadline(key)
-                    if earliest is None or deadline < earliest:
-                        earliest = deadline
-        self.earliest_new_timer = earliest
         self._db.write(batch)
         self._overlay.committed()
         self.offsets = merged
@@ -257,6 +260,7 @@ class PartitionStore:
         self._require(StoreState.OPEN)
         assert self._db is not None and self._overlay is not None
         self._overlay.forget()  # the store changes underneath: cached reads may be stale
+        self._sealed_offsets = None
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:

@@ -16,7 +16,7 @@ from workerharness import TOPICS, worker_with_store
 
 from processors.correlation import Target
 from processors.runtime import Worker, WorkerError
-from processors.store import PartitionStore
+from processors.store import PartitionStore, StoreState
 from schemas.keys import make_key, partition_for
 
 KEY = make_key("n", "k")
@@ -33,7 +33,8 @@ class AckingProducer:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, str]] = []  # ("produce", topic) or ("flush", "")
-        self.failing: set[str] = set()
+        self.failing: set[str] = set()  # their records are reported lost by the flush
+        self.raising: set[str] = set()  # producing to them raises
         self._unacked: list[tuple[str, int, bytes | None, Delivery | None]] = []
         self._next_offset: dict[tuple[str, int], int] = {}
 
@@ -46,6 +47,8 @@ class AckingProducer:
         on_delivery: Delivery | None = None,
         headers: Any = None,
     ) -> None:
+        if topic in self.raising:
+            raise ValueError(f"cannot produce to {topic}")
         self.log.append(("produce", topic))
         self._unacked.append((topic, partition, value, on_delivery))
 
@@ -185,6 +188,49 @@ def test_a_revocation_writes_the_sealed_batch_before_the_store_closes(
         assert reopened.state.get_wait("w") is not None
     finally:
         reopened.close()
+
+
+def test_a_revocation_whose_flush_fails_still_closes_the_store(worker: Worker) -> None:
+    producer, consumer, store = _parts(worker)
+    producer.failing = {CHANGELOG}
+    consumer.batches = [[_record(Target.WAIT_COMMANDS, 0, WAIT)]]
+    worker.run_once()
+    worker._restorer = _NoRestorer()  # type: ignore[assignment]
+    with pytest.raises(WorkerError, match="not delivered"):
+        worker._on_revoke(consumer, [TopicPartition(TOPICS[Target.EVENTS], PART)])  # type: ignore[arg-type]
+    assert PART not in worker.stores and store.status is StoreState.CLOSED
+
+
+def test_a_batch_whose_changelog_was_not_all_produced_is_never_written(worker: Worker) -> None:
+    producer, consumer, store = _parts(worker)
+    producer.raising = {CHANGELOG}
+    consumer.batches = [[_record(Target.WAIT_COMMANDS, 0, WAIT)]]
+    with pytest.raises(ValueError, match="cannot produce"):
+        worker.run_once()
+    worker._settle()  # as a stop does after the loop ended
+    assert store.offsets == {} and store.sealed_offsets is None and not store.dirty
+
+
+def test_an_overdue_timer_goes_with_the_next_scan_before_its_batch_is_written(
+    worker: Worker,
+) -> None:
+    """A registration that arrives after its deadline (a backlog) writes a timer below where
+    the last scan ended; the next scan starts there, reading the sealed batch."""
+    producer, consumer, store = _parts(worker)
+    worker._next_timer_scan = 0.0
+    worker.run_once()  # an empty scan: the partition's timers are sent up to now
+    registered = int(time.time() * 1000) - 5_000  # its 1 s timeout passed 4 s ago
+    late = {**WAIT, "timeout": "1s"}
+    record = Message(topic=TOPICS[Target.WAIT_COMMANDS], partition=PART, offset=0, key=KEY,
+                     value=json.dumps(late).encode(), timestamp=(1, registered))  # fmt: skip
+    consumer.batches = [[record]]
+    worker._next_timer_scan = 0.0
+    worker.run_once()
+    assert store.sealed_offsets == {"wait-commands": 1}
+    mark = len(producer.log)
+    worker._next_timer_scan = 0.0
+    worker.run_once()  # idle: the scan, then the flush that writes the batch
+    assert producer.since(mark) == [TOPICS[Target.WAIT_COMMANDS], "flush"]
 
 
 class _NoRestorer:
