@@ -453,23 +453,23 @@ def live_latency(
 
 class _Cpu:
     """A live measurement's window, from construction to ``stop`` (wall-clock ``since`` and
-    ``stopped``), and with a trace the CPU each process used in it, in % of a core, and the
-    whole machine's (``machine``: every process; ``steal``: taken by the host)."""
+    ``stopped``), and with a trace the CPU each process of ``pids`` used in it, in % of a core,
+    and the whole machine's (``machine``: every process; ``steal``: taken by the host)."""
 
     def __init__(self, trace: Path | None, pids: dict[str, int | None]) -> None:
-        self.pids = {name: pid for name, pid in pids.items() if pid is not None and trace}
         self.since = time.time()
         self.started = time.monotonic()
-        self.before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
-        self.machine = _machine_cpu() if trace else None
         self.percent: dict[str, float] = {}
-        self.stopped = float("inf")  # wall-clock s
+        self.pids: dict[str, int] = {}
+        self.machine: tuple[float, float] | None = None
+        if trace is not None:
+            self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+            self.machine = _machine_cpu()
+        self.before = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> None:
         self.stopped = time.time()
         elapsed = time.monotonic() - self.started
-        if elapsed <= 0:
-            return
         for name, pid in self.pids.items():
             before, after = self.before[name], _cpu_seconds(pid)
             if before is not None and after is not None:
@@ -517,6 +517,14 @@ def _traced(trace: Path | None, cpu: _Cpu) -> dict[str, Any]:
     return {"trace": summary | {"cpu_percent": cpu.percent}}
 
 
+# The timers' stages a trace records (benchmarks/traced_worker.py), with what each measures.
+_TIMER_STAGES = {
+    "timer_sent_ms": "timer command sent after its deadline",
+    "timer_hop_ms": "timer command produced → applied",
+    "timer_applied_ms": "timer applied after its deadline",
+}
+
+
 def trace_summary(raw: dict[str, Any], since: float, until: float) -> dict[str, Any]:
     """Percentiles of what benchmarks/traced_worker.py recorded between wall-clock ``since`` and
     ``until`` (the measurement's start and end): the busy loops' durations and each phase's
@@ -540,7 +548,7 @@ def trace_summary(raw: dict[str, Any], since: float, until: float) -> dict[str, 
         },
         "batch_records": _percentiles([float(loop[2]) for loop in loops]),
     }
-    for stage in ("timer_sent_ms", "timer_hop_ms", "timer_applied_ms"):
+    for stage in _TIMER_STAGES:
         values = [ms for at, ms in raw[stage] if inside(at)]
         if values:
             summary[stage] = _percentiles(values)
@@ -577,11 +585,7 @@ def _trace_line(found: dict[str, Any]) -> str:
         f"GC pauses: {gc['pauses']}, {gc['total_ms']} ms in all, the longest {gc['max_ms']} ms; "
         f"full collections {gc['full']}, the longest {gc['full_max_ms']} ms"
     )
-    for stage, label in (
-        ("timer_sent_ms", "timer command sent after its deadline"),
-        ("timer_hop_ms", "timer command produced → applied"),
-        ("timer_applied_ms", "timer applied after its deadline"),
-    ):
+    for stage, label in _TIMER_STAGES.items():
         if stage in trace:
             parts.append(f"{label}: {trace[stage]}")
     return "".join(f"\n  {part}" for part in parts)
@@ -943,10 +947,16 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             contender: str, rate: float, offer_linger: int, trace: Path | None = None
         ) -> dict[str, Any]:
             """A contender's match latency at ``rate`` records/s on fresh topics (live_topics)."""
-            where = live_topics()
-            seconds = args.latency_seconds
+            where, pid = live_topics(), live_pid()
             return live_latency(
-                contender, *where, rate, tmp, seconds, offer_linger, trace, live_pid()
+                contender,
+                *where,
+                rate,
+                tmp,
+                args.latency_seconds,
+                linger_ms=offer_linger,
+                trace=trace,
+                broker_pid=pid,
             )
 
         def lateness(

@@ -24,11 +24,11 @@ partition holds, not with its records (docs/benchmarks.md, "Latency on the embed
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import uuid
 
+from bench import _cpu_seconds
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -85,7 +85,7 @@ def fetch_cost(bootstrap: str, pid: int, rate: float, seconds: float, linger_ms:
             consumer.assign([TopicPartition(topic, p, 0) for p in range(8)])
         print(f"{rate:,.0f} records/s to a fresh topic, {'with' if reading else 'no'} consumer:")
         start = time.monotonic()
-        window, cpu_then = start, _cpu_seconds(pid)
+        window, cpu_then = start, _broker_cpu_seconds(pid)
         produced = consumed = 0
         while (now := time.monotonic()) - start < seconds:
             if consumer is not None:
@@ -97,7 +97,7 @@ def fetch_cost(bootstrap: str, pid: int, rate: float, seconds: float, linger_ms:
             producer.poll(0)
             produced += 1
             if now - window >= 5:
-                cpu_now = _cpu_seconds(pid)
+                cpu_now = _broker_cpu_seconds(pid)
                 share = 100 * (cpu_now - cpu_then) / (now - window)
                 behind = f", consumer {produced - consumed:,} records behind" if reading else ""
                 print(f"  {now - start:4.0f} s: broker CPU {share:4.0f}%{behind}", flush=True)
@@ -107,11 +107,12 @@ def fetch_cost(bootstrap: str, pid: int, rate: float, seconds: float, linger_ms:
             consumer.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` so far (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _broker_cpu_seconds(pid: int) -> float:
+    """The broker's CPU seconds so far (``bench._cpu_seconds``); it runs while probed."""
+    seconds = _cpu_seconds(pid)
+    if seconds is None:
+        raise SystemExit(f"no CPU time for the broker's process {pid}: has it stopped?")
+    return seconds
 
 
 def main() -> int:

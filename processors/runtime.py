@@ -341,14 +341,14 @@ class Worker:
             self._commit_transaction(emits, offsets)
             return
         stores = {p: self.stores[p] for p in offsets if p in self.stores}
-        sealed = self._sealed()
         try:
             self._produce(emits)
-            self._flush()  # this batch's outputs, and the changelog of the batch sealed before
         except (KafkaException, WorkerError) as exc:
-            self._abort({**sealed, **stores}, exc)
+            self._abort({**self._sealed(), **stores}, exc)
             return
-        self._write_sealed(sealed)
+        # This batch's outputs, and the changelog of the batch sealed before.
+        if not self._flush_and_write_sealed(stores):
+            return
         for partition, store in stores.items():
             store.seal(offsets[partition])
         try:
@@ -422,15 +422,21 @@ class Worker:
     def _settle(self) -> None:
         """At-least-once: wait for the sealed batches' changelog and write them (an idle loop, a
         revocation)."""
+        if self._sealed():
+            self._flush_and_write_sealed({})
+
+    def _flush_and_write_sealed(self, in_progress: dict[int, PartitionStore]) -> bool:
+        """At-least-once: flush, which acknowledges the sealed batches' changelog, then write
+        them (``_write_sealed``). If the flush fails, they are rolled back with the stores of
+        the batch ``in_progress`` (``_abort``) and the result is False."""
         sealed = self._sealed()
-        if not sealed:
-            return
         try:
             self._flush()
         except (KafkaException, WorkerError) as exc:
-            self._abort(sealed, exc)
-            return
+            self._abort({**sealed, **in_progress}, exc)
+            return False
         self._write_sealed(sealed)
+        return True
 
     def _settle_to_stop(self, timeout: float) -> None:
         """``_settle`` for a stop, waiting at most ``timeout``: a sealed batch whose changelog
@@ -511,10 +517,7 @@ class Worker:
         if not self._eos:
             # No flush of their own: they leave with the linger while the loop goes on, and the
             # next flush or poll serves their acknowledgements (_on_timer_delivery).
-            topics = self.config.topics
-            for emit in emits:
-                target = topics[emit.target]
-                self._send(target, emit.key, emit.value, emit.partition, self._on_timer_delivery)
+            self._produce(emits, self._on_timer_delivery)
             return
         try:
             producer.begin_transaction()
@@ -544,16 +547,18 @@ class Worker:
 
     # -- producing -----------------------------------------------------------------------------
 
-    def _produce(self, emits: list[Emit]) -> None:
+    def _produce(
+        self,
+        emits: list[Emit],
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        """Produce ``emits``; a failed delivery is reported to ``on_delivery`` (by default it
+        fails the next flush: ``_on_delivery``)."""
         topics = self.config.topics
+        report = on_delivery or self._on_delivery
         for emit in emits:
             self._send(
-                topics[emit.target],
-                emit.key,
-                emit.value,
-                emit.partition,
-                self._on_delivery,
-                emit.headers,
+                topics[emit.target], emit.key, emit.value, emit.partition, report, emit.headers
             )
 
     def _send(

@@ -50,14 +50,12 @@ from processors.kv import KV
 __all__ = [
     "DERIVED",
     "LAYOUT",
-    "TIMER_TAG",
     "BufferedEvent",
     "PartitionState",
     "PendingWait",
     "TimerEntry",
     "derived_entries",
     "meta_key",
-    "timer_deadline",
 ]
 
 _U64 = struct.Struct(">Q")
@@ -83,18 +81,10 @@ _TOMBSTONE_BYTE = _TOMBSTONE[0]
 LAYOUT = b"2"
 
 
-def timer_deadline(key: bytes) -> int:
-    """The deadline of a timer entry's key (one whose first byte is ``TIMER_TAG``)."""
-    deadline: int = _U64.unpack_from(key, 1)[0]
-    return deadline
-
-
 def meta_key(name: str) -> bytes:
     """The key of a metadata entry (e.g. ``offsets``, written by the store's commit)."""
     return _META + name.encode()
 
-
-TIMER_TAG = _TIMER[0]  # the first byte of a timer entry's key, as an int
 
 # The tags (first key bytes, as ints) of index entries the changelog leaves out (see the
 # module docstring).
@@ -191,10 +181,15 @@ class TimerEntry:
 
 
 class PartitionState:
-    """Typed access to one partition's keyspaces. Holds no data of its own."""
+    """Typed access to one partition's keyspaces. Holds no data of its own, only a hint for the
+    run loop's timer scan (``earliest_new_timer``)."""
 
     def __init__(self, kv: KV) -> None:
         self.kv = kv
+        # The earliest deadline of a timer written since the run loop last took it (and set it
+        # back to None): the loop scans for due timers from where its last scan ended, unless a
+        # new one lies before. A hint only: one from a batch rolled back costs an earlier scan.
+        self.earliest_new_timer: int | None = None
 
     # -- pending waits -------------------------------------------------------------------------
 
@@ -223,7 +218,11 @@ class PartitionState:
         ids = self.waits_on(wait.pair)
         ids.append(wait.wait_id)
         self._put_list(_INDEX + wait.pair, ids)
-        self.kv.put(_timer_key(wait.deadline, wait.wait_id), wait.pair)
+        deadline = wait.deadline
+        self.kv.put(_timer_key(deadline, wait.wait_id), wait.pair)
+        earliest = self.earliest_new_timer
+        if earliest is None or deadline < earliest:
+            self.earliest_new_timer = deadline
 
     def remove_wait(self, wait: PendingWait) -> None:
         self.remove_waits(wait.pair, [wait])

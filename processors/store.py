@@ -30,11 +30,9 @@ from processors.kv import Overlay
 from processors.state import (
     DERIVED,
     LAYOUT,
-    TIMER_TAG,
     PartitionState,
     derived_entries,
     meta_key,
-    timer_deadline,
 )
 
 __all__ = [
@@ -143,9 +141,6 @@ class PartitionStore:
         self.offsets: dict[str, int] = {}
         self.changelog_position = 0
         self._sealed_offsets: dict[str, int] | None = None
-        # The earliest deadline of a timer written since the run loop last took it: the loop
-        # scans for due timers from where its last scan ended, unless a new one lies before.
-        self.earliest_new_timer: int | None = None
 
     def open(self) -> None:
         self._require(StoreState.CLOSED)
@@ -174,6 +169,16 @@ class PartitionStore:
         return self._state
 
     @property
+    def earliest_new_timer(self) -> int | None:
+        """The state's hint for the run loop's timer scan (``PartitionState``): the earliest
+        deadline of a timer written since the loop last set it back to None."""
+        return self.state.earliest_new_timer
+
+    @earliest_new_timer.setter
+    def earliest_new_timer(self, deadline: int | None) -> None:
+        self.state.earliest_new_timer = deadline
+
+    @property
     def dirty(self) -> bool:
         """Changes not yet written to RocksDB, sealed or not."""
         return bool(self._overlay and (self._overlay.changes or self._overlay.sealed))
@@ -193,15 +198,6 @@ class PartitionStore:
             raise RuntimeError(f"partition {self.partition}: the sealed batch is not committed")
         self._overlay.seal()
         self._sealed_offsets = {**self.offsets, **offsets}
-        # The next timer scan reads the sealed batch: a timer it wrote below where the last
-        # scan ended (a late registration) moves that scan's start back.
-        earliest = self.earliest_new_timer
-        for key, value in self._overlay.sealed.items():
-            if key[0] == TIMER_TAG and value is not None:
-                deadline = timer_deadline(key)
-                if earliest is None or deadline < earliest:
-                    earliest = deadline
-        self.earliest_new_timer = earliest
 
     def changelog_records(self) -> list[tuple[bytes, bytes | None]]:
         """What the changelog must carry for the sealed batch: each changed key with its new

@@ -162,10 +162,9 @@ def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[A
         calls["measure"].append(contender)
         return rates[contender], 100.0
 
-    def latency(contender: str, *args: Any) -> dict[str, float]:
+    def latency(contender: str, *args: Any, **traced: Any) -> dict[str, float]:
         calls["latency"].append(contender)
-        # live_latency(contender, bootstrap, topics, prefix, rate, tmp, seconds, linger, trace, …)
-        calls["latency_traced"].append(len(args) > 7 and args[7] is not None)
+        calls["latency_traced"].append(traced.get("trace") is not None)
         return {"p50": 1.0, "p99": 2.0, "max": 3.0}
 
     def lateness(*args: Any, pending: int = 0, linger_ms: int = 5, **traced: Any) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from benchmodules import load
+from workerharness import TOPICS, worker_with_store
 
-from processors.correlation import Correlator
-from processors.runtime import RuntimeConfig, Worker
-from processors.store import PartitionStore
+from processors.correlation import Correlator, Target
+from processors.runtime import Worker
 from schemas.keys import make_key, partition_for
 
 bench = load("bench")
@@ -80,36 +80,31 @@ def test_the_traced_worker_records_its_phases_and_each_timers_way(tmp_path: Path
     undo = trace.install()
     pair = make_key("bench", "k")
     partition = partition_for(pair, 8)
-    store = PartitionStore(tmp_path / "p", partition)
+    commands = TOPICS[Target.WAIT_COMMANDS]
     try:
-        config = RuntimeConfig(
-            client={}, group_id="t", state_dir=tmp_path, topics=core.TOPICS, partitions=8
-        )
-        worker = Worker(config)
-        store.open()
-        worker.stores[partition] = store
-        registered = int(time.time() * 1000) - 5_000
-        wait = {"waitId": "w", "runId": "r", "name": "bench", "correlationKey": "k"}
-        body = json.dumps(wait | {"timeout": "1s"}).encode()
-        message = core.FakeMessage("wait-commands", partition, 0, pair, body, registered)
-        worker._apply([message])
-        assert trace._phases["_apply"] > 0
-        for _ in range(2):  # a timer stays due until its command is read back
-            due = worker.core.due_timers(store.state, registered + 2_000, partition, 10, 0)
-        assert len(due) == 1 and len(trace.timer_sent_ms) == 2  # one [at, ms], flat
-        assert trace.timer_sent_ms[1] >= 4_000  # now − the deadline, 1 s after registering
-        command = core.FakeMessage(
-            "wait-commands", partition, 1, pair, due[0].value, int(time.time() * 1000) - 30
-        )
-        emits, _offsets = worker._apply([command])
-        assert [json.loads(e.value)["outcome"] for e in emits] == ["timed_out"]
-        assert len(trace.timer_applied_ms) == 2 and trace.timer_hop_ms[1] >= 30
-        gc.collect(2)
-        assert [row[1] for row in trace.as_json()["gc_ms"]][-1] == 2  # the pause, recorded
-        loop = trace._loop(lambda _worker: 3)
-        assert loop(worker) == 3 and trace.loops[-1][2] == 3
+        with worker_with_store(tmp_path, partition) as worker:
+            store = worker.stores[partition]
+            registered = int(time.time() * 1000) - 5_000
+            wait = {"waitId": "w", "runId": "r", "name": "bench", "correlationKey": "k"}
+            body = json.dumps(wait | {"timeout": "1s"}).encode()
+            message = core.FakeMessage(commands, partition, 0, pair, body, registered)
+            worker._apply([message])
+            assert trace._phases["_apply"] > 0
+            for _ in range(2):  # a timer stays due until its command is read back
+                due = worker.core.due_timers(store.state, registered + 2_000, partition, 10, 0)
+            assert len(due) == 1 and len(trace.timer_sent_ms) == 2  # one [at, ms], flat
+            assert trace.timer_sent_ms[1] >= 4_000  # now − the deadline, 1 s after registering
+            command = core.FakeMessage(
+                commands, partition, 1, pair, due[0].value, int(time.time() * 1000) - 30
+            )
+            emits, _offsets = worker._apply([command])
+            assert [json.loads(e.value)["outcome"] for e in emits] == ["timed_out"]
+            assert len(trace.timer_applied_ms) == 2 and trace.timer_hop_ms[1] >= 30
+            gc.collect(2)
+            assert [row[1] for row in trace.as_json()["gc_ms"]][-1] == 2  # the pause, recorded
+            loop = trace._loop(lambda _worker: 3)
+            assert loop(worker) == 3 and trace.loops[-1][2] == 3
     finally:
-        store.close()
         undo()
     assert Worker._apply is original_apply and Correlator.due_timers is original_due
     assert trace._gc not in gc.callbacks

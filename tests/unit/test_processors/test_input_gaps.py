@@ -3,29 +3,17 @@ records, seen on Tansu), once per gap, and accepts a gap that is there on the se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Message, TopicPartition
-from workerharness import TOPICS, worker_with_store
+from confluent_kafka import Message
+from workerharness import PART, TOPICS, FakeConsumer, record, worker_with_store
 
 from processors.correlation import Target
 from processors.runtime import Worker
-from schemas.keys import partition_for
 
 EVENTS, WAITS = TOPICS[Target.EVENTS], TOPICS[Target.WAIT_COMMANDS]
-KEY = b"n|k"
-PART = partition_for(KEY, 8)  # the events are in the partition their key belongs to
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.seeks: list[tuple[str, int, int]] = []
-
-    def seek(self, tp: TopicPartition) -> None:
-        self.seeks.append((tp.topic, tp.partition, tp.offset))
 
 
 @pytest.fixture
@@ -36,9 +24,8 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
 
 
 def _event(offset: int) -> Message:
-    body = json.dumps({"eventId": f"e{offset}", "name": "n", "correlationKey": "k"}).encode()
-    return Message(topic=EVENTS, partition=PART, offset=offset, key=KEY, value=body,
-                   timestamp=(1, 1_000))  # fmt: skip
+    body = {"eventId": f"e{offset}", "name": "n", "correlationKey": "k"}
+    return record(Target.EVENTS, offset, body, 1_000)
 
 
 def _applied(worker: Worker, offsets: list[int]) -> dict[int, dict[str, int]]:

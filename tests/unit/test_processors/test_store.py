@@ -286,10 +286,10 @@ def test_a_stale_timer_left_by_a_restore_fires_once_and_is_gone(
         copy.close()
 
 
-def test_commit_remembers_the_earliest_new_timer_for_the_run_loop(store: PartitionStore) -> None:
+def test_the_store_notes_the_earliest_new_timer_for_the_run_loop(store: PartitionStore) -> None:
     """The loop scans for due timers from where its last scan ended, unless a timer written
-    since lies before that: the store reports the earliest deadline it sealed (the next scan
-    reads the sealed batch, before it is written)."""
+    since lies before that: the store reports the earliest deadline written (the next scan
+    reads the batch, sealed, before it is in RocksDB)."""
     assert store.earliest_new_timer is None
     store.state.add_wait(_wait("late", deadline=9_000))
     store.state.add_wait(_wait("early", deadline=4_000))

@@ -5,72 +5,35 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message
-from workerharness import TOPICS, worker_with_store
+from workerharness import (
+    PART,
+    TOPICS,
+    Delivery,
+    FakeConsumer,
+    FakeProducer,
+    record,
+    worker_with_store,
+)
 
 from processors.correlation import Target
 from processors.runtime import Worker
-from schemas.keys import make_key, partition_for
-
-KEY = make_key("n", "k")
-PART = partition_for(KEY, 8)
-
-Delivery = Callable[[KafkaError | None, Any], None]
-
-
-class FakeProducer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, int, Delivery | None]] = []
-        self.flushes = 0
-        self.polls = 0
-
-    def produce(
-        self, topic: str, value: bytes | None, key: bytes | None, partition: int, on: Delivery
-    ) -> None:
-        self.sent.append((topic, value, partition, on))
-
-    def flush(self, timeout: float) -> int:
-        self.flushes += 1
-        return 0
-
-    def poll(self, timeout: float) -> int:
-        self.polls += 1
-        return 0
-
-
-class IdleConsumer:
-    """Nothing to consume; notes how many records the producer had been given by then."""
-
-    def __init__(self) -> None:
-        self.produced_before_consume: list[int] = []
-        self.producer: FakeProducer | None = None
-
-    def consume(self, size: int, timeout: float) -> list[Message]:
-        if self.producer is not None:
-            self.produced_before_consume.append(len(self.producer.sent))
-        return []
-
-    def poll(self, timeout: float) -> None:
-        return None
 
 
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[Worker]:
     with worker_with_store(tmp_path, PART) as worker:
-        consumer = IdleConsumer()
+        consumer = FakeConsumer()
         consumer.producer = worker._producer = FakeProducer()  # type: ignore[assignment]
         worker._consumer = consumer  # type: ignore[assignment]
         # A wait whose 1 s timeout passed 4 s ago, applied and committed.
         wait = {"waitId": "w", "runId": "r", "name": "n", "correlationKey": "k", "timeout": "1s"}
         registered = int(time.time() * 1000) - 5_000
-        record = Message(topic=TOPICS[Target.WAIT_COMMANDS], partition=PART, offset=0, key=KEY,
-                         value=json.dumps(wait).encode(), timestamp=(1, registered))  # fmt: skip
-        _emits, offsets = worker._apply([record])
+        _emits, offsets = worker._apply([record(Target.WAIT_COMMANDS, 0, wait, registered)])
         worker.stores[PART].commit(offsets[PART])
         yield worker
 
@@ -118,5 +81,5 @@ def test_an_idle_loop_sends_due_timers_and_serves_their_acknowledgements(
     producer: FakeProducer = worker._producer  # type: ignore[assignment]
     assert producer.polls >= 1 and producer.flushes == 0
     # Sent before the loop takes its batch, while the last commit has left the overlay empty.
-    consumer: IdleConsumer = worker._consumer  # type: ignore[assignment]
+    consumer: FakeConsumer = worker._consumer  # type: ignore[assignment]
     assert consumer.produced_before_consume[0] == 1
