@@ -144,11 +144,11 @@ class Trace:
         return due_timers
 
     def _applied(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def on_timer(core: Correlator, state: Any, record: Any, command: Any) -> Any:
+        def on_timer(core: Correlator, state: Any, record: Any, command: Any, *rest: Any) -> Any:
             now = time.time()
             self.timer_applied_ms.extend((now, now * 1000 - command.deadline))
             self.timer_hop_ms.extend((now, now * 1000 - record.timestamp))
-            return original(core, state, record, command)
+            return original(core, state, record, command, *rest)
 
         return on_timer
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import math
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,6 +25,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from processors.filters import FilterCache, FilterCompileError
+from processors.limits import MAX_CONTEXT_BYTES, MAX_METADATA_BYTES, MAX_REASON_CHARS
 from processors.state import BufferedEvent, PartitionState, PendingWait
 from schemas.durations import parse_duration
 from schemas.keys import make_key
@@ -58,6 +61,17 @@ _RESUME_NAMESPACE = uuid.UUID("6f1d3c52-7a0e-4c47-9a55-1f3f2b0a9d11")
 _NAMESPACE_BYTES = _RESUME_NAMESPACE.bytes
 HEADER_REASON = "waitline.error"
 HEADER_SOURCE = "waitline.source"
+# Written by the worker on a record it forwards to the partition of its pair: where the
+# producer wrote it, so that a dead letter of the forwarded copy names the original.
+HEADER_ORIGIN = "waitline.origin"
+HEADER_FORWARDED = "waitline.forwarded"
+HEADER_SIZE = "waitline.size"
+HEADER_SHA256 = "waitline.sha256"
+_WORKER_HEADERS = frozenset(
+    {HEADER_REASON, HEADER_SOURCE, HEADER_ORIGIN, HEADER_FORWARDED, HEADER_SIZE, HEADER_SHA256}
+)
+# The longest key a dead letter of a too-large record carries (a pair's key is a few KiB at most).
+_MAX_CARRIED_KEY = 4_096
 
 
 class Source(enum.Enum):
@@ -80,15 +94,27 @@ class Target(enum.Enum):
     __hash__ = object.__hash__  # as Source's
 
 
+Headers = tuple[tuple[str, bytes | None], ...]
+
+
 @dataclass(slots=True)
 class InputRecord:
+    """An input record as the core sees it.
+
+    ``timestamp`` is the record's time, "now" for every rule. ``broker_time`` says the broker
+    stamped it (``LogAppendTime``), so no producer chose it; otherwise ``wall`` is the worker's
+    clock when it read the record (0: unknown), against which a producer's time is bounded.
+    """
+
     source: Source
     key: bytes | None
     value: bytes | None
     timestamp: int
     partition: int
     offset: int
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: Headers = ()
+    wall: int = 0
+    broker_time: bool = False
 
 
 @dataclass(slots=True)
@@ -98,8 +124,9 @@ class Emit:
     target: Target
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: Headers = ()
     partition: int | None = None
+    timestamp: int | None = None  # None: the producer's clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +135,9 @@ class CoreSettings:
     dedup_window_ms: int = 24 * 3_600_000
     tombstone_retention_ms: int = 7 * 24 * 3_600_000
     max_record_bytes: int = 1_048_576
+    # How far a producer-chosen time may lie ahead of the worker's clock (records), or of its
+    # record's time (an event's own ``timestamp``).
+    max_clock_skew_ms: int = 300_000
 
 
 @dataclass(slots=True)
@@ -121,6 +151,7 @@ class Counters:
     resumes_reemitted: int = 0
     cancels_unknown: int = 0
     timers_stale: int = 0
+    timers_early: int = 0
     dead_letters: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
@@ -151,20 +182,32 @@ class Correlator:
 
     def process(self, state: PartitionState, record: InputRecord) -> list[Emit]:
         """Apply one input record; return what to publish. Never raises for bad input (§2.7)."""
-        if record.value is None:
+        value = record.value
+        if value is None:
             return self._dead_letter(record, "record has no value (tombstones are not accepted)")
-        if len(record.value) > self.settings.max_record_bytes:
-            return self._dead_letter(
-                record,
-                f"record of {len(record.value)} bytes exceeds the limit of "
-                f"{self.settings.max_record_bytes}",
-            )
+        size = len(value)
+        if record.key is not None:
+            size += len(record.key)
+        if record.headers:
+            size += sum(len(name) + len(v or b"") for name, v in record.headers)
+        if size > self.settings.max_record_bytes:
+            return self._too_large(state, record, size)
         if record.timestamp > MAX_EPOCH_MS:
             # "now" for every rule; past year 9999 no deadline, expiry or resume time fits.
             reason = f"record timestamp {record.timestamp} is after the year 9999"
-            if record.source is Source.EVENTS:
-                return self._dead_letter(record, reason)
-            return self._reject_unparsed(replace(record, timestamp=MAX_EPOCH_MS), reason)
+            return self._refuse(state, replace(record, timestamp=MAX_EPOCH_MS), reason)
+        if (
+            record.wall
+            and not record.broker_time
+            and record.timestamp > record.wall + self.settings.max_clock_skew_ms
+        ):
+            # A producer's clock is not to be trusted that far: a registration stamped in year
+            # 3000 would never time out, an event would be kept until then.
+            reason = (
+                f"record timestamp {record.timestamp} is {record.timestamp - record.wall} ms "
+                f"ahead of the worker's clock (the limit is {self.settings.max_clock_skew_ms})"
+            )
+            return self._refuse(state, replace(record, timestamp=record.wall), reason)
         if record.source is Source.EVENTS:
             return self._on_event_record(state, record)
         return self._on_wait_command_record(state, record)
@@ -200,8 +243,16 @@ class Correlator:
         pair = make_key(event.name, event.correlation_key)
         if record.key != pair:
             return self._dead_letter(record, _miskeyed(record.key, pair))
-        self.counters.events += 1
+        if _maybe_non_finite(record.value) and _non_finite(event.data):
+            return self._dead_letter(record, "invalid event: data holds NaN or an infinite number")
         now = record.timestamp
+        if event.timestamp is not None and event.timestamp > now + self.settings.max_clock_skew_ms:
+            return self._dead_letter(
+                record,
+                f"event timestamp {event.timestamp} is {event.timestamp - now} ms ahead of its "
+                f"record's time (the limit is {self.settings.max_clock_skew_ms})",
+            )
+        self.counters.events += 1
         # An event without a timestamp takes its record's. It is buffered as received (the
         # timestamp is kept beside it) and stamped only in the resumes that carry it.
         ts: int = event.timestamp if event.timestamp is not None else now
@@ -260,18 +311,18 @@ class Correlator:
             command = parse_wait_command(record.value or b"")
         except (ValidationError, ValueError) as exc:
             reason = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
-            return self._reject_unparsed(record, f"invalid wait command: {reason}")
+            return self._refuse(state, record, f"invalid wait command: {reason}")
         pair = make_key(command.name, command.correlation_key)
         if record.key != pair:
             reason = _miskeyed(record.key, pair)
             if isinstance(command, WaitRegistration):
-                return self._reject(record, command, reason)
+                return self._reject(state, record, command.wait_id, command.run_id, reason)
             return self._dead_letter(record, reason)
         if isinstance(command, WaitRegistration):
             return self._on_register(state, record, command, pair)
         if isinstance(command, CancelWait):
-            return self._on_cancel(state, record, command)
-        return self._on_timer(state, record, command)
+            return self._on_cancel(state, record, command, pair)
+        return self._on_timer(state, record, command, pair)
 
     def _on_register(
         self, state: PartitionState, record: InputRecord, reg: WaitRegistration, pair: bytes
@@ -288,11 +339,16 @@ class Correlator:
             original = known[1]
             # Keyed by the runId the resume names, as every resume is (§1).
             return [Emit(Target.RESUMES, _run_id_of(original, reg.run_id), original)]
+        problem = _registration_problem(record.value or b"", reg)
+        if problem is not None:
+            metadata = None if "metadata" in problem else reg.metadata
+            return self._reject(state, record, reg.wait_id, reg.run_id, problem, metadata)
         if reg.if_ is not None:
             try:
                 self.filters.compile(reg.if_)
             except FilterCompileError as exc:
-                return self._reject(record, reg, f"`if` expression does not compile: {exc}")
+                reason = f"`if` expression does not compile: {exc}"
+                return self._reject(state, record, reg.wait_id, reg.run_id, reason, reg.metadata)
         self.counters.registrations += 1
         lookback = parse_duration(reg.lookback) if reg.lookback is not None else None
         wait = PendingWait(
@@ -323,19 +379,28 @@ class Correlator:
         state.add_wait(wait)
         return []
 
-    def _on_cancel(self, state: PartitionState, record: InputRecord, cmd: CancelWait) -> list[Emit]:
+    def _on_cancel(
+        self, state: PartitionState, record: InputRecord, cmd: CancelWait, pair: bytes
+    ) -> list[Emit]:
         wait = state.get_wait(cmd.wait_id)
-        if wait is None:
+        if wait is None or wait.pair != pair:  # a cancel acts on a wait of its own pair only
             self.counters.cancels_unknown += 1
             return []
         state.remove_wait(wait)
         return [self._resolve(state, wait, "cancelled", "cancel", None, record.timestamp)]
 
-    def _on_timer(self, state: PartitionState, record: InputRecord, cmd: TimerFired) -> list[Emit]:
+    def _on_timer(
+        self, state: PartitionState, record: InputRecord, cmd: TimerFired, pair: bytes
+    ) -> list[Emit]:
         wait = state.get_wait(cmd.wait_id)
         if wait is None or wait.deadline != cmd.deadline:
             self.counters.timers_stale += 1
             state.drop_timer(cmd.deadline, cmd.wait_id)  # left behind by a restore, if at all
+            return []
+        if wait.pair != pair or not self._deadline_passed(record, wait.deadline):
+            # Not the worker's own timer (anyone may write wait-commands): a timeout is never
+            # early. The wait's timer stays; the worker sends its own when the deadline passes.
+            self.counters.timers_early += 1
             return []
         action: Action = wait.on_timeout  # type: ignore[assignment]
         state.remove_wait(wait)
@@ -373,23 +438,92 @@ class Correlator:
         self.counters.outcomes[outcome] = self.counters.outcomes.get(outcome, 0) + 1
         return Emit(Target.RESUMES, wait.run_id.encode(), resume)
 
-    def _reject(self, record: InputRecord, reg: WaitRegistration, reason: str) -> list[Emit]:
-        """§2.7: dead-letter a registration and tell its runner, so nobody waits forever."""
-        resume = _rejected_resume(reg.wait_id, reg.run_id, reg.metadata, record.timestamp, reason)
-        return [*self._dead_letter(record, reason), resume]
+    @staticmethod
+    def _deadline_passed(record: InputRecord, deadline: int) -> bool:
+        """Whether a timer record may time a wait out: its time is at or after the deadline,
+        and, where a producer chose that time, so is the worker's clock."""
+        if record.timestamp < deadline:
+            return False
+        return record.broker_time or not record.wall or record.wall >= deadline
 
-    def _reject_unparsed(self, record: InputRecord, reason: str) -> list[Emit]:
-        out = self._dead_letter(record, reason)
-        ids = _salvage_ids(record.value or b"")
-        if ids is not None:
-            out.append(_rejected_resume(ids[0], ids[1], None, record.timestamp, reason))
+    def _reject(
+        self,
+        state: PartitionState,
+        record: InputRecord,
+        wait_id: str,
+        run_id: str,
+        reason: str,
+        metadata: Any = None,
+        extra: Headers = (),
+    ) -> list[Emit]:
+        """§2.7: dead-letter a registration and tell its runner, so nobody waits forever.
+
+        A waitId that is known keeps its one outcome (§2.3, §2.5): pending, the bad repeat is
+        only dead-lettered; resolved, its original resume is handed back."""
+        out = self._dead_letter(record, reason, extra)
+        known = state.find_wait(wait_id)
+        if isinstance(known, PendingWait):
+            return out
+        if known is not None and known[0] > record.timestamp:
+            self.counters.resumes_reemitted += 1
+            out.append(Emit(Target.RESUMES, _run_id_of(known[1], run_id), known[1]))
+            return out
+        out.append(_rejected_resume(wait_id, run_id, metadata, record.timestamp, _clip(reason)))
+        self.counters.outcomes["rejected"] = self.counters.outcomes.get("rejected", 0) + 1
         return out
 
-    def _dead_letter(self, record: InputRecord, reason: str) -> list[Emit]:
+    def _refuse(
+        self,
+        state: PartitionState,
+        record: InputRecord,
+        reason: str,
+        extra: Headers = (),
+        ids: tuple[str, str] | None = None,
+    ) -> list[Emit]:
+        """Dead-letter a record that is not read further; a registration whose ids can be
+        read (``ids``, else from the record) is rejected too (``_reject``)."""
+        if record.source is Source.WAIT_COMMANDS:
+            ids = ids or _salvage_ids(record.value or b"")
+            if ids is not None:
+                return self._reject(state, record, ids[0], ids[1], reason, None, extra)
+        return self._dead_letter(record, reason, extra)
+
+    def _too_large(self, state: PartitionState, record: InputRecord, size: int) -> list[Emit]:
+        """A record over the size limit goes to the dead-letter topic as a reference: where it
+        is, its size and its digest, without its value and headers (a copy might not fit)."""
+        reason = f"record of {size} bytes exceeds the limit of {self.settings.max_record_bytes}"
+        value = record.value or b""
+        ids = None
+        if record.source is Source.WAIT_COMMANDS:  # a runner puts its ids first
+            ids = _scan_ids(value[:_SALVAGE_PREFIX])
+        key = record.key if record.key is None or len(record.key) <= _MAX_CARRIED_KEY else None
+        reference = replace(record, key=key, value=None, headers=())
+        extra = (
+            (HEADER_SIZE, str(size).encode()),
+            (HEADER_SHA256, hashlib.sha256(value).hexdigest().encode()),
+        )
+        return self._refuse(state, reference, reason, extra, ids)
+
+    def _dead_letter(self, record: InputRecord, reason: str, extra: Headers = ()) -> list[Emit]:
+        """The record as it came (key, value, headers, timestamp), its headers of the worker's
+        names replaced by the worker's: the reason and where the producer wrote it."""
         self.counters.dead_letters += 1
-        source = f"{record.source.value}/{record.partition}/{record.offset}".encode()
-        headers = (*record.headers, (HEADER_REASON, reason.encode()), (HEADER_SOURCE, source))
-        return [Emit(Target.DEAD_LETTERS, record.key, record.value, headers)]
+        here = f"{record.source.value}/{record.partition}/{record.offset}".encode()
+        origin = None
+        headers: list[tuple[str, bytes | None]] = []
+        for name, value in record.headers:
+            if name == HEADER_ORIGIN:
+                origin = value
+            elif name not in _WORKER_HEADERS:
+                headers.append((name, value))
+        headers.append((HEADER_REASON, _clip(reason).encode()))
+        if origin:  # a copy forwarded by a worker from where the producer wrote it
+            headers += [(HEADER_SOURCE, origin), (HEADER_FORWARDED, here)]
+        else:
+            headers.append((HEADER_SOURCE, here))
+        headers.extend(extra)
+        kept = tuple(headers)
+        return [Emit(Target.DEAD_LETTERS, record.key, record.value, kept, None, record.timestamp)]
 
 
 def _wire_event(event: Event, timestamp: int) -> dict[str, Any]:
@@ -467,13 +601,114 @@ def _salvage_ids(raw: bytes) -> tuple[str, str] | None:
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
+        return _scan_ids(raw)  # nested too deeply, or not UTF-8 somewhere: read the top level
+    if not isinstance(body, dict):
         return None
-    if not isinstance(body, dict) or body.get("type", "register") != "register":
+    return _ids_of(body.get("type", "register"), body.get("waitId"), body.get("runId"))
+
+
+# A top-level JSON token: a string, a bracket, a colon or comma, or a bare literal.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+', re.DOTALL)
+_SALVAGE_PREFIX = 65_536  # of a too-large record, where its ids are looked for
+
+
+def _scan_ids(raw: bytes) -> tuple[str, str] | None:
+    """``_salvage_ids`` for a body ``json.loads`` refuses: the string members of the top-level
+    object, read by a scan that does not recurse and skips what it cannot decode."""
+    members: dict[Any, Any] = {}
+    depth, key, after_colon = 0, None, False
+    for match in _JSON_TOKEN.finditer(raw):
+        token = match.group()
+        first = token[0]
+        if first in b"{[":
+            depth += 1
+            key, after_colon = None, False
+            if depth == 1 and first != ord("{"):
+                return None
+        elif first in b"}]":
+            depth -= 1
+        elif depth != 1:
+            continue
+        elif first == ord(":"):
+            after_colon = True
+        elif first == ord('"'):
+            text = _json_string(token)
+            if not after_colon:
+                key = text
+                continue
+            if key is not None:
+                members[key] = text
+            key, after_colon = None, False
+        else:  # a comma or a bare literal
+            key, after_colon = None, False
+    return _ids_of(members.get("type", "register"), members.get("waitId"), members.get("runId"))
+
+
+def _json_string(token: bytes) -> str | None:
+    try:
+        text = json.loads(token)
+    except ValueError:  # not UTF-8, or a bad escape
         return None
-    wait_id, run_id = body.get("waitId"), body.get("runId")
-    if isinstance(wait_id, str) and wait_id and isinstance(run_id, str) and run_id:
-        return wait_id, run_id
+    return text if isinstance(text, str) else None
+
+
+def _ids_of(kind: Any, wait_id: Any, run_id: Any) -> tuple[str, str] | None:
+    if kind != "register":
+        return None
+    for value in (wait_id, run_id):
+        if not isinstance(value, str) or not 0 < len(value) <= _MAX_ID_CHARS:
+            return None
+    return wait_id, run_id
+
+
+_MAX_ID_CHARS = 512  # as the models' identifiers
+
+# A number JSON can only carry as NaN, an infinity or a float too large for a double: Python's
+# parser and pydantic's accept all three (as nan and inf) and write them back as null. Most
+# records hold no such text, and only those that do are walked.
+_NON_FINITE_HINT = re.compile(rb"NaN|Infinity|[eE]\+?0*[1-9][0-9]{2}|[0-9]{300}")
+
+
+def _maybe_non_finite(raw: bytes | None) -> bool:
+    return raw is not None and _NON_FINITE_HINT.search(raw) is not None
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a parsed JSON value holds a float that is NaN or infinite (walked iteratively)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _registration_problem(raw: bytes, reg: WaitRegistration) -> str | None:
+    """Why a valid registration cannot be kept: a non-finite number, or a ``context`` or
+    ``metadata`` over its size limit (``processors.limits``)."""
+    if _maybe_non_finite(raw) and (_non_finite(reg.context) or _non_finite(reg.metadata)):
+        return "invalid wait command: context or metadata holds NaN or an infinite number"
+    if len(raw) <= min(MAX_CONTEXT_BYTES, MAX_METADATA_BYTES):
+        return None  # neither can be larger than the record
+    for name, value, limit in (
+        ("context", reg.context, MAX_CONTEXT_BYTES),
+        ("metadata", reg.metadata, MAX_METADATA_BYTES),
+    ):
+        size = len(to_json(value)) if value is not None else 0
+        if size > limit:
+            return f"{name} of {size} bytes exceeds the limit of {limit}"
     return None
+
+
+def _clip(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return reason[: MAX_REASON_CHARS - 1] + "…"
 
 
 def _miskeyed(actual: bytes | None, expected: bytes) -> str:

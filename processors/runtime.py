@@ -54,6 +54,7 @@ they are committed in a transaction after the batch's.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import logging
 import threading
@@ -66,6 +67,7 @@ from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    TIMESTAMP_LOG_APPEND_TIME,
     Consumer,
     KafkaError,
     KafkaException,
@@ -74,8 +76,21 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processors.correlation import CoreSettings, Correlator, Emit, InputRecord, Source, Target
+from processors.correlation import (
+    HEADER_ORIGIN,
+    HEADER_REASON,
+    HEADER_SHA256,
+    HEADER_SIZE,
+    CoreSettings,
+    Correlator,
+    Emit,
+    Headers,
+    InputRecord,
+    Source,
+    Target,
+)
 from processors.gaps import OffsetGaps
+from processors.limits import producer_max_bytes
 from processors.restore import Restorer
 from processors.store import PartitionStore
 from schemas.keys import partition_for
@@ -83,6 +98,18 @@ from schemas.keys import partition_for
 __all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
 
 _UNASSIGNED = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks
+# Errors that refuse one record for what it is (its size, its timestamp, its form): sending it
+# again fails again, so it is dead-lettered instead of failing the batch.
+_REFUSED = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError.INVALID_MSG,
+    }
+)
 
 log = logging.getLogger("waitline.worker")
 
@@ -116,6 +143,9 @@ class RuntimeConfig:
     purge_interval_ms: int = 10_000
     poll_timeout: float = 0.1
     timer_interval_ms: int = 20
+    # The most time one iteration spends applying its batch; the rest is read again by the
+    # next one, so that no iteration nears ``max.poll.interval.ms`` whatever the records cost.
+    apply_budget_ms: int = 1_000
 
 
 class Worker:
@@ -142,6 +172,8 @@ class Worker:
         self._topic_of = {source: topic for topic, source in self._sources.items()}
         self._gaps = OffsetGaps(self._seek)  # input partitions whose offsets jump: read again
         self._delivery_errors: list[str] = []
+        self._refused: list[tuple[str, bytes | None, bytes | None, str]] = []
+        self.refused_outputs = 0
         self._changelog_next: dict[int, int] = {}
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -257,7 +289,12 @@ class Worker:
         next_offset, checked, admit_at = gaps.next_offset, gaps.checked, gaps.admit_at
         rereading: set[tuple[str, int]] = set()
         skipped = 0
-        for msg in messages:
+        max_bytes = self.config.core.max_record_bytes
+        budget_end = time.monotonic() + self.config.apply_budget_ms / 1000
+        for index, msg in enumerate(messages):
+            if not index & 127 and index and time.monotonic() > budget_end:
+                skipped += self._read_again(messages[index:])
+                break
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -294,23 +331,31 @@ class Worker:
                     if len(partition_of) >= 200_000:
                         partition_of.clear()
                     target = partition_of[key] = partition_for(key, partitions)
-            if target != partition:
-                # Produced with another partitioner: forward to where the pair lives.
+            kind, ts = msg.timestamp()
+            value = msg.value()
+            if target != partition and len(value or b"") + len(key or b"") <= max_bytes:
+                # Produced with another partitioner: forward to where the pair lives, as it
+                # was, naming where it was written. (A record too large to copy is refused
+                # here: the core dead-letters it.)
                 back = Target.WAIT_COMMANDS if source is Source.WAIT_COMMANDS else Target.EVENTS
-                emits.append(Emit(back, key, msg.value(), headers, target))
+                here = f"{source.value}/{partition}/{offset}".encode()
+                kept = tuple(h for h in headers if h[0] != HEADER_ORIGIN)
+                forward = (*kept, (HEADER_ORIGIN, here))
+                emits.append(Emit(back, key, value, forward, target, ts if ts > 0 else None))
             else:
-                ts = msg.timestamp()[1]
                 extend(
                     process(
                         state,
                         InputRecord(
                             source,
                             key,
-                            msg.value(),
+                            value,
                             ts if ts > 0 else now_ms,
                             partition,
                             offset,
                             headers,
+                            now_ms,
+                            kind == TIMESTAMP_LOG_APPEND_TIME,
                         ),
                     )
                 )
@@ -320,6 +365,23 @@ class Worker:
             offsets.setdefault(partition, {})[sources[topic].value] = offset + 1
         self.processed += len(messages) - skipped  # those come again
         return emits, offsets
+
+    def _read_again(self, rest: list[Message]) -> int:
+        """Seek each input partition back to its first record in ``rest`` (records the batch's
+        time budget left unapplied); returns how many of ``rest`` were records."""
+        assert self._consumer is not None
+        first: dict[tuple[str, int], int] = {}
+        count = 0
+        for msg in rest:
+            if msg.error() is None:
+                count += 1
+                first.setdefault((msg.topic() or "", msg.partition() or 0), msg.offset() or 0)
+        for (topic, partition), offset in first.items():
+            if partition in self.stores:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+                self._gaps.expect(topic, partition, offset)
+        log.info("batch over its time budget: %d records are read again", count)
+        return count
 
     @property
     def input_gaps(self) -> int:
@@ -558,7 +620,13 @@ class Worker:
         report = on_delivery or self._on_delivery
         for emit in emits:
             self._send(
-                topics[emit.target], emit.key, emit.value, emit.partition, report, emit.headers
+                topics[emit.target],
+                emit.key,
+                emit.value,
+                emit.partition,
+                report,
+                emit.headers,
+                emit.timestamp,
             )
 
     def _send(
@@ -568,28 +636,66 @@ class Worker:
         value: bytes | None,
         partition: int | None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None,
-        headers: tuple[tuple[str, bytes], ...] = (),
+        headers: Headers = (),
+        timestamp: int | None = None,
     ) -> None:
         producer = self._producer
         assert producer is not None
         # Positional, no kwargs dict: the common case. -1 is librdkafka's "unassigned
-        # partition" (the partitioner decides); confluent-kafka takes headers by keyword only.
+        # partition" (the partitioner decides); confluent-kafka takes headers and the
+        # timestamp by keyword only.
         number = _UNASSIGNED if partition is None else partition
         while True:
             try:
-                if headers:
-                    producer.produce(topic, value, key, number, on_delivery, headers=list(headers))
+                if headers or timestamp is not None:
+                    producer.produce(
+                        topic,
+                        value,
+                        key,
+                        number,
+                        on_delivery,
+                        timestamp=timestamp or 0,
+                        headers=list(headers),
+                    )
                 else:
                     producer.produce(topic, value, key, number, on_delivery)
                 return
             except BufferError:
                 producer.poll(0.05)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if on_delivery != self._on_delivery or not _is_refusal(error):
+                    raise
+                self._refuse(topic, key, value, str(exc))
+                return
+
+    def _refuse(self, topic: str, key: bytes | None, value: bytes | None, why: str) -> None:
+        """The last line of defence for an output the producer or broker refuses for what it
+        is: a reference to it (topic, key, size, digest) goes to the dead-letter topic and the
+        batch goes on, rather than failing, being read again and failing again."""
+        self.refused_outputs += 1
+        log.error("an output to %s was refused (%s): it is dead-lettered by reference", topic, why)
+        body = value or b""
+        headers: Headers = (
+            (HEADER_REASON, f"output to {topic} refused: {why}"[:1000].encode()),
+            (HEADER_SIZE, str(len(body)).encode()),
+            (HEADER_SHA256, hashlib.sha256(body).hexdigest().encode()),
+        )
+        carried = key if key is None or len(key) <= 4096 else None
+        dead_letters = self.config.topics[Target.DEAD_LETTERS]
+        self._send(dead_letters, carried, None, None, self._on_delivery, headers)
 
     def _flush(self) -> None:
         producer = self._producer
         assert producer is not None
-        while producer.flush(5.0) > 0:
-            log.warning("waiting for the broker to acknowledge outputs")
+        while True:
+            while producer.flush(5.0) > 0:
+                log.warning("waiting for the broker to acknowledge outputs")
+            if not self._refused:
+                break
+            refused, self._refused = self._refused, []
+            for topic, key, value, why in refused:  # their references, acknowledged in turn
+                self._refuse(topic, key, value, why)
         self._check_deliveries()
 
     def _check_deliveries(self) -> None:
@@ -598,16 +704,25 @@ class Worker:
             raise WorkerError(f"{len(errors)} records were not delivered: {errors[0]}")
 
     def _on_delivery(self, error: KafkaError | None, msg: Message) -> None:
-        if error is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
+        if error is None:
+            return
+        if _is_refusal(error) and msg.topic() != self.config.topics[Target.DEAD_LETTERS]:
+            self._refused.append((msg.topic() or "", msg.key(), msg.value(), error.str()))
+            return
+        self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
 
     def _on_timer_delivery(self, error: KafkaError | None, msg: Message) -> None:
         """A timer command that was not delivered goes again with its partition's next scan: the
         scan starts at its deadline at the latest, and it is no longer counted as sent."""
-        if error is None:
-            return
-        log.warning("a timer command was not delivered, it will be sent again: %s", error.str())
         partition, value = msg.partition() or 0, msg.value() or b""  # produced to its partition
+        if error is None:
+            kind, stamp = msg.timestamp()
+            if kind != TIMESTAMP_LOG_APPEND_TIME or stamp >= _timer_deadline(value, 0):
+                return
+            # The broker's clock stamped it before the deadline: the core will not act on it.
+            log.info("a timer command was stamped before its deadline, it will be sent again")
+        else:
+            log.warning("a timer command was not delivered, it will be sent again: %s", error.str())
         self._sent_timers.get(partition, set()).discard(value)
         if partition in self._timer_mark:
             mark = self._timer_mark[partition]
@@ -773,6 +888,11 @@ class Worker:
             "partitioner": "murmur2_random",
             **self.config.client,
         }
+        # Room for the largest record waitline writes (processors.limits), never less.
+        config["message.max.bytes"] = max(
+            int(config.get("message.max.bytes", 0)),
+            producer_max_bytes(self.config.core.max_record_bytes),
+        )
         if self._eos:
             config["transactional.id"] = (
                 self.config.transactional_id or f"{self.config.group_id}-{uuid.uuid4()}"
@@ -785,10 +905,15 @@ def _timer_deadline(command: bytes | None, default: int) -> int:
     return int(json.loads(command or b"{}").get("deadline", default))
 
 
-def _headers(raw: Any) -> tuple[tuple[str, bytes], ...]:
-    """A record's headers (``Message.headers()``, a list or a dict) as (name, bytes) pairs."""
+def _headers(raw: Any) -> Headers:
+    """A record's headers (``Message.headers()``, a list or a dict) as (name, value) pairs; a
+    header without a value stays without one."""
     items = raw.items() if isinstance(raw, dict) else raw
     return tuple(
-        (name, value if isinstance(value, bytes) else (value or "").encode())
+        (name, value if value is None or isinstance(value, bytes) else value.encode())
         for name, value in items
     )
+
+
+def _is_refusal(error: Any) -> bool:
+    return isinstance(error, KafkaError) and error.code() in _REFUSED

@@ -59,7 +59,12 @@ class Settings(BaseSettings):
     transactional_id: str | None = Field(
         default=None, description="exactly_once: a stable id per worker (default: random)"
     )
-    max_record_bytes: int = Field(default=1_048_576, gt=0)
+    max_record_bytes: int = Field(
+        default=1_048_576, gt=0, description="the largest input record (key, value, headers)"
+    )
+    max_clock_skew: str = Field(
+        default="5m", description="how far a producer's record time may run ahead of the worker"
+    )
     batch_size: int = Field(default=20_000, gt=0, description="records per consume call, max")
     timer_batch: int = Field(default=10_000, gt=0, description="due timers fired per loop, max")
     purge_interval: str = Field(default="10s", description="how often expired state is purged")
@@ -70,7 +75,9 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="worker processes one `waitline worker` runs"
     )
 
-    @field_validator("event_ttl", "dedup_window", "tombstone_retention", "purge_interval")
+    @field_validator(
+        "event_ttl", "dedup_window", "tombstone_retention", "purge_interval", "max_clock_skew"
+    )
     @classmethod
     def _duration(cls, value: str) -> str:
         try:

@@ -12,9 +12,18 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from processors.limits import producer_max_bytes
 from waitline.errors import ConfigError, TopicError
 
-__all__ = ["ROLES", "TopicSpec", "Topics", "check_copartitioned", "create_topics", "load_topics"]
+__all__ = [
+    "ROLES",
+    "TopicSpec",
+    "Topics",
+    "check_copartitioned",
+    "check_record_limits",
+    "create_topics",
+    "load_topics",
+]
 
 Role = Literal["events", "wait-commands", "resumes", "changelog", "dead-letters"]
 ROLES: tuple[Role, ...] = ("events", "wait-commands", "resumes", "changelog", "dead-letters")
@@ -129,3 +138,17 @@ def check_copartitioned(admin: AdminClient, topics: Topics, timeout: float = 30.
                 "partitions (or all of them with the count in topics.yaml)."
             )
     return events
+
+
+def check_record_limits(topics: Topics, max_record_bytes: int) -> None:
+    """Raise ConfigError unless every topic takes the largest record waitline may write when it
+    accepts inputs of ``max_record_bytes`` (``processors.limits``)."""
+    need = producer_max_bytes(max_record_bytes)
+    for spec in topics.all():
+        have = spec.config.get("max.message.bytes")
+        if have is None or not have.isdigit() or int(have) < need:
+            raise ConfigError(
+                f"topic {spec.name}: max.message.bytes is {have or 'not set'} in the topics file, "
+                f"below the {need} bytes waitline may write with a record limit of "
+                f"{max_record_bytes} (WAITLINE_MAX_RECORD_BYTES): raise it there and on the broker"
+            )

@@ -28,7 +28,7 @@ from processors.store import older_layouts
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
 from waitline.errors import ConfigError, WaitlineError
-from waitline.topics import Topics, check_copartitioned, load_topics
+from waitline.topics import Topics, check_copartitioned, check_record_limits, load_topics
 
 __all__ = [
     "build_worker",
@@ -43,6 +43,7 @@ log = logging.getLogger("waitline.worker")
 
 
 def runtime_config(settings: Settings, topics: Topics, partitions: int) -> RuntimeConfig:
+    check_record_limits(topics, settings.max_record_bytes)
     return RuntimeConfig(
         client=settings.as_librdkafka_dict(),
         group_id=settings.group_id,
@@ -60,6 +61,7 @@ def runtime_config(settings: Settings, topics: Topics, partitions: int) -> Runti
             dedup_window_ms=settings.ms("dedup_window"),
             tombstone_retention_ms=settings.ms("tombstone_retention"),
             max_record_bytes=settings.max_record_bytes,
+            max_clock_skew_ms=settings.ms("max_clock_skew"),
         ),
         guarantee=Guarantee(settings.guarantee),
         transactional_id=settings.transactional_id,

@@ -76,6 +76,7 @@ class FakeProducer:
         key: bytes | None,
         partition: int,
         on_delivery: Delivery | None = None,
+        timestamp: int = 0,
         headers: Any = None,
     ) -> None:
         if topic in self.raising:

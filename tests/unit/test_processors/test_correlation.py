@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -588,7 +589,12 @@ def test_too_large_record_is_dead_lettered(make_core: Callable[..., Core]) -> No
     core = make_core(CoreSettings(max_record_bytes=100))
     value = _event_body(data={"blob": "x" * 200})
     (dead,) = core.raw(Source.EVENTS, value, 0, b"a|b")
-    assert dead.value == value and "exceeds the limit of 100" in _reason(dead)
+    # A reference, not a copy (a copy might not fit the dead-letter topic).
+    assert (dead.key, dead.value) == (b"a|b", None)
+    assert "exceeds the limit of 100" in _reason(dead)
+    headers = dict(dead.headers)
+    assert headers["waitline.size"] == str(len(value) + 3).encode()
+    assert headers["waitline.sha256"] == hashlib.sha256(value).hexdigest().encode()
 
 
 def test_record_without_value_is_dead_lettered(core: Core) -> None:
@@ -612,7 +618,7 @@ def test_record_stamped_after_year_9999_is_dead_lettered_not_fatal(core: Core) -
 
 def test_record_at_the_size_limit_is_accepted(make_core: Callable[..., Core]) -> None:
     value = _event_body(data={"pad": "x" * 200})  # larger than the registration
-    core = make_core(CoreSettings(max_record_bytes=len(value)))
+    core = make_core(CoreSettings(max_record_bytes=len(value) + len(b"a|b")))  # key counts
     core.register("w1", "a", "b", 0)
     assert _outcomes(core.raw(Source.EVENTS, value, S, b"a|b")) == [("w1", "matched", "continue")]
 

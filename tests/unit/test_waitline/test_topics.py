@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from processors.limits import producer_max_bytes
 from waitline.errors import ConfigError, WaitlineError
-from waitline.topics import ROLES, load_topics
+from waitline.topics import ROLES, check_record_limits, load_topics
 
 REPO = Path(__file__).resolve().parents[3]
 VALID = "topics:\n" + "".join(
@@ -83,3 +84,19 @@ def test_missing_topics_file(tmp_path: Path) -> None:
         load_topics(tmp_path / "nope.yaml")
     assert "nope.yaml" in str(info.value)
     assert isinstance(info.value, WaitlineError)
+
+
+def test_the_repository_topics_take_the_largest_record_waitline_writes() -> None:
+    topics = load_topics(REPO / "topics.yaml")
+    check_record_limits(topics, 1_048_576)  # the default record limit: no error
+    for spec in topics.all():
+        assert int(spec.config["max.message.bytes"]) >= producer_max_bytes(1_048_576)
+    assert topics.events.config["message.timestamp.type"] == "LogAppendTime"
+    assert topics.wait_commands.config["message.timestamp.type"] == "LogAppendTime"
+
+
+def test_a_record_limit_the_topics_cannot_take_is_one_clear_error() -> None:
+    topics = load_topics(REPO / "topics.yaml")
+    expected = r"max\.message\.bytes is 2097152 .* \(WAITLINE_MAX_RECORD_BYTES\)"
+    with pytest.raises(ConfigError, match=expected):
+        check_record_limits(topics, 4_000_000)
