@@ -212,10 +212,16 @@ class Stack:
         *,
         timestamp: int | None = None,
         partition: int | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
         """Produce bytes as any producer could (murmur2 partitioner unless told a partition)."""
-        producer = Producer({"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random"})
+        producer = Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "partitioner": "murmur2_random",
+                "message.max.bytes": 4_000_000,  # records past the worker's limit, too
+            }
+        )
         kwargs: dict[str, Any] = {}
         if timestamp is not None:
             kwargs["timestamp"] = timestamp
