@@ -293,7 +293,7 @@ class Worker:
         budget_end = time.monotonic() + self.config.apply_budget_ms / 1000
         for index, msg in enumerate(messages):
             if not index & 127 and index and time.monotonic() > budget_end:
-                skipped += self._read_again(messages[index:])
+                skipped += self._read_again(messages[index:], rereading)
                 break
             error = msg.error()
             if error is not None:
@@ -366,9 +366,10 @@ class Worker:
         self.processed += len(messages) - skipped  # those come again
         return emits, offsets
 
-    def _read_again(self, rest: list[Message]) -> int:
-        """Seek each input partition back to its first record in ``rest`` (records the batch's
-        time budget left unapplied); returns how many of ``rest`` were records."""
+    def _read_again(self, rest: list[Message], rereading: set[tuple[str, int]]) -> int:
+        """Seek each input partition of ``rest`` (records the batch's time budget left
+        unapplied) back to the record after the last one applied, unless it is sought back
+        already (``rereading``); returns how many of ``rest`` were records."""
         assert self._consumer is not None
         first: dict[tuple[str, int], int] = {}
         count = 0
@@ -376,8 +377,10 @@ class Worker:
             if msg.error() is None:
                 count += 1
                 first.setdefault((msg.topic() or "", msg.partition() or 0), msg.offset() or 0)
-        for (topic, partition), offset in first.items():
-            if partition in self.stores:
+        for where, offset in first.items():
+            topic, partition = where
+            if partition in self.stores and where not in rereading:
+                offset = self._gaps.next_offset.get(where, offset)
                 self._consumer.seek(TopicPartition(topic, partition, offset))
                 self._gaps.expect(topic, partition, offset)
         log.info("batch over its time budget: %d records are read again", count)

@@ -155,3 +155,15 @@ def test_a_timer_stamped_by_the_broker_before_its_deadline_is_sent_again(worker:
     early = Message(topic="t", partition=PART, value=command, timestamp=(2, deadline - 1))
     worker._on_timer_delivery(None, early)
     assert worker._sent_timers[PART] == set() and worker._timer_mark[PART] == deadline
+
+
+def test_a_cut_batch_does_not_skip_a_gap_being_read_again(worker: Worker) -> None:
+    worker.config = dataclasses.replace(worker.config, apply_budget_ms=0)
+    offsets = [*range(127), *range(130, 200)]  # 127-129 missing: read again from 127
+    batch = [
+        record(Target.EVENTS, o, {"eventId": f"e{o}", "name": "n", "correlationKey": "k"}, 1)
+        for o in offsets
+    ]
+    _, reached = worker._apply(batch)
+    assert reached == {PART: {"events": 127}}
+    assert worker._consumer.seeks == [(TOPICS[Target.EVENTS], PART, 127)]  # type: ignore[union-attr]
