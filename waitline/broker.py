@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
@@ -42,15 +42,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def wait_for_broker(
-    bootstrap: str, timeout: float, extra_config: Mapping[str, str] | None = None
-) -> None:
-    """Return once Kafka at ``bootstrap`` answers a metadata request.
+def wait_for_broker(client: str | Mapping[str, Any], timeout: float) -> None:
+    """Return once Kafka answers a metadata request.
 
-    ``extra_config`` holds further librdkafka settings (SASL, SSL, ...). Raises ``BrokerError``
-    ("cannot reach Kafka at ...: <reason>") when ``timeout`` seconds pass without an answer.
+    ``client`` is the whole client configuration (``Settings.as_librdkafka_dict()``: bootstrap
+    servers, SASL, SSL, ...), or only the bootstrap servers. Raises ``BrokerError`` ("cannot
+    reach Kafka at ...: <reason>") when ``timeout`` seconds pass without an answer.
     """
-    probe = _Probe(bootstrap, extra_config)
+    config = {"bootstrap.servers": client} if isinstance(client, str) else dict(client)
+    bootstrap = config.get("bootstrap.servers")
+    probe = _Probe(config)
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -68,16 +69,15 @@ def wait_for_broker(
 class _Probe:
     """One quiet admin client that asks for metadata and remembers why it got none."""
 
-    def __init__(self, bootstrap: str, extra_config: Mapping[str, str] | None = None) -> None:
-        config: dict[str, str | int | float | bool] = {
+    def __init__(self, client: Mapping[str, Any]) -> None:
+        config: dict[str, Any] = {
             "socket.connection.setup.timeout.ms": 5000,
             "reconnect.backoff.ms": 20,
             "reconnect.backoff.max.ms": 250,
             # librdkafka would print every failed connect to stderr; the reasons arrive through
             # error_cb instead and end up in the BrokerError message.
             "log_level": 0,
-            **(extra_config or {}),
-            "bootstrap.servers": bootstrap,
+            **client,
         }
         self.reason = "no answer"
         self.code: int | None = None
@@ -242,7 +242,7 @@ class EmbeddedBroker:
         )
 
     def _await_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        probe = _Probe(self.bootstrap_servers)
+        probe = _Probe({"bootstrap.servers": self.bootstrap_servers})
         deadline = time.monotonic() + timeout
         while True:
             # Tansu exits (with code 0) when it cannot bind its port: check before trusting

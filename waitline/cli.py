@@ -75,9 +75,7 @@ def _client(args: argparse.Namespace) -> Any:
     from waitline.client import Client
 
     settings = _settings(args)
-    wait_for_broker(
-        settings.bootstrap_servers, timeout=args.connect_timeout, extra_config=settings.kafka
-    )
+    wait_for_broker(settings.as_librdkafka_dict(), timeout=args.connect_timeout)
     return Client(settings)
 
 
@@ -172,9 +170,7 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     topics = load_topics(settings.topics_file, settings.topic_prefix)
-    wait_for_broker(
-        settings.bootstrap_servers, timeout=args.connect_timeout, extra_config=settings.kafka
-    )
+    wait_for_broker(settings.as_librdkafka_dict(), timeout=args.connect_timeout)
     result = create_topics(AdminClient(settings.as_librdkafka_dict()), topics)
     for name, status in result.items():
         print(f"{name}: {status}")

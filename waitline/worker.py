@@ -85,8 +85,8 @@ def build_worker(settings: Settings) -> Worker:
     """Check the state, that Kafka answers and the topics are co-partitioned; return an
     unstarted worker."""
     check_state_layout(settings)
-    client = settings.as_librdkafka_dict()
-    wait_for_broker(settings.bootstrap_servers, timeout=15.0, extra_config=settings.kafka)
+    client = settings.as_librdkafka_dict()  # every client of the worker, the probe too
+    wait_for_broker(client, timeout=15.0)
     topics = load_topics(settings.topics_file, settings.topic_prefix)
     partitions = check_copartitioned(AdminClient(client), topics)
     return Worker(runtime_config(settings, topics, partitions))
@@ -165,7 +165,7 @@ def run_workers(
         run_worker(settings, stop, own_process=own_process)
         return
     check_state_layout(settings)  # the mistakes the children would all make, said once
-    wait_for_broker(settings.bootstrap_servers, timeout=15.0, extra_config=settings.kafka)
+    wait_for_broker(settings.as_librdkafka_dict(), timeout=15.0)
     stop = stop or threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
