@@ -7,21 +7,49 @@ waitline has no field for (SASL, SSL, client.id, ...) pass through ``kafka``::
     WAITLINE_KAFKA='{"security.protocol": "SASL_SSL", "sasl.mechanisms": "PLAIN",
                      "sasl.username": "waitline"}'
     WAITLINE_SASL_PASSWORD=...          # kept out of logs and reprs (SecretStr)
+
+Secrets stay out of every repr, str, dump and error message: ``sasl_password`` and
+``ssl_key_password`` are ``SecretStr``, and so is every ``kafka`` entry whose name says it holds
+one (``is_secret_setting``). Only ``as_librdkafka_dict``, which renders the configuration of
+every Kafka client waitline creates, hands them out.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.durations import DurationError, parse_duration
 
-__all__ = ["Settings", "default_topics_file"]
+__all__ = ["Settings", "default_topics_file", "is_secret_setting"]
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# A librdkafka setting whose name contains one of these holds a secret (sasl.password,
+# ssl.key.pem, ssl.keystore.password, sasl.oauthbearer.client.secret, sasl.oauthbearer.config,
+# ...assertion.private.key.passphrase, sasl.jaas.config, tokens, credentials).
+_SECRET_WORDS = (
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "private",
+    "key.pem",
+    "ssl_key",
+    "jaas",
+    "sasl.oauthbearer.config",
+)
+
+
+def is_secret_setting(name: str) -> bool:
+    """Whether the librdkafka setting ``name`` holds a secret, by its name."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
 
 
 def default_topics_file() -> Path:
@@ -33,13 +61,17 @@ def default_topics_file() -> Path:
 class Settings(BaseSettings):
     """Everything a waitline process needs to know; frozen once built."""
 
-    model_config = SettingsConfigDict(env_prefix="WAITLINE_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a validation error never quotes what it was given (a secret, maybe).
+    model_config = SettingsConfigDict(
+        env_prefix="WAITLINE_", frozen=True, extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated"
     )
-    kafka: dict[str, str] = Field(
-        default_factory=dict, description="extra librdkafka settings (SASL, SSL, ...), as JSON"
+    kafka: Annotated[dict[str, str | SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="extra librdkafka settings (SASL, SSL, ...), as a JSON object",
     )
     sasl_password: SecretStr | None = Field(default=None, description="sasl.password")
     ssl_key_password: SecretStr | None = Field(default=None, description="ssl.key.password")
@@ -75,6 +107,42 @@ class Settings(BaseSettings):
         default=1, ge=1, le=64, description="worker processes one `waitline worker` runs"
     )
 
+    @field_validator("kafka", mode="before")
+    @classmethod
+    def _kafka(cls, value: object) -> object:
+        """A JSON object (from the environment) or a mapping of scalars; values become strings
+        (as librdkafka takes them) and secret ones ``SecretStr``. Messages never quote values."""
+        if isinstance(value, str | bytes):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"not valid JSON: {exc.msg} at column {exc.colno}; expected an object "
+                    """such as '{"security.protocol": "SASL_SSL"}'"""
+                ) from None
+            if not isinstance(value, dict):
+                raise ValueError(f"must be a JSON object, got {type(value).__name__}")
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"must be a mapping of librdkafka settings, got {type(value).__name__}"
+            )
+        settings: dict[str, str | SecretStr] = {}
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise ValueError(f"setting names must be strings, got {type(name).__name__}")
+            if isinstance(item, SecretStr):
+                text = item.get_secret_value()
+            elif isinstance(item, bool):
+                text = "true" if item else "false"
+            elif isinstance(item, str | int | float):
+                text = str(item)
+            else:
+                raise ValueError(
+                    f"{name!r} must be a string, number or boolean, got {type(item).__name__}"
+                )
+            settings[name] = SecretStr(text) if is_secret_setting(name) else text
+        return settings
+
     @field_validator(
         "event_ttl", "dedup_window", "tombstone_retention", "purge_interval", "max_clock_skew"
     )
@@ -92,8 +160,12 @@ class Settings(BaseSettings):
         return parse_duration(value)
 
     def as_librdkafka_dict(self) -> dict[str, Any]:
-        """The client settings shared by every producer, consumer and admin client."""
-        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, **self.kafka}
+        """The client settings shared by every producer, consumer and admin client waitline
+        creates, secrets included: the one place they are rendered. Pass it to librdkafka
+        only; never log it."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        for name, value in self.kafka.items():
+            config[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
         if self.sasl_password is not None:
             config["sasl.password"] = self.sasl_password.get_secret_value()
         if self.ssl_key_password is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,89 @@ def test_worker_processes_get_settings_of_their_own() -> None:
 def test_processes_out_of_range_are_refused(processes: int) -> None:
     with pytest.raises(ValidationError, match="processes"):
         Settings(processes=processes)
+
+
+# -- secrets passed through WAITLINE_KAFKA -------------------------------------------------------
+
+SECRET_ENTRIES = {
+    "sasl.password": "pw-sasl",
+    "ssl.key.pem": "-----BEGIN PRIVATE KEY-----pem-body",
+    "ssl.key.password": "pw-key",
+    "ssl.keystore.password": "pw-keystore",
+    "sasl.oauthbearer.client.secret": "oauth-secret",
+    "sasl.oauthbearer.config": "principal=p clientSecret=oauth-config",
+    "sasl.oauthbearer.assertion.private.key.passphrase": "pass-phrase",
+    "sasl.jaas.config": "jaas-with-password",
+    "x.token": "tok-123",
+    "x.credentials": "cred-456",
+}
+
+
+def _assert_no_secret(text: str) -> None:
+    for value in SECRET_ENTRIES.values():
+        assert value not in text, text
+
+
+def test_secrets_in_kafka_settings_stay_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAITLINE_KAFKA", json.dumps({"client.id": "me", **SECRET_ENTRIES}))
+    monkeypatch.setenv("WAITLINE_SASL_PASSWORD", "pw-sasl")
+    settings = Settings()
+    for text in (
+        repr(settings),
+        str(settings),
+        settings.model_dump_json(),
+        str(settings.model_dump()),
+        repr(settings.kafka),
+    ):
+        _assert_no_secret(text)
+    assert "client.id" in repr(settings) and "me" in repr(settings)  # the rest stays readable
+    # ... and librdkafka gets every entry as it was given.
+    assert settings.as_librdkafka_dict() == {
+        "bootstrap.servers": "127.0.0.1:9092",
+        "client.id": "me",
+        **SECRET_ENTRIES,
+    }
+
+
+def test_secrets_stay_out_of_validation_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAITLINE_KAFKA", json.dumps({**SECRET_ENTRIES, "linger.ms": {"a": 1}}))
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    _assert_no_secret(str(caught.value))
+    _assert_no_secret(repr(caught.value))
+    with pytest.raises(ValidationError) as caught:
+        Settings(kafka=list(SECRET_ENTRIES.items()))  # type: ignore[arg-type]
+    _assert_no_secret(str(caught.value))
+    with pytest.raises(ValidationError) as caught:
+        Settings(sasl_password=86421357)  # type: ignore[arg-type]
+    assert "86421357" not in str(caught.value)
+
+
+def test_kafka_settings_take_scalars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WAITLINE_KAFKA", '{"linger.ms": 20, "enable.idempotence": true, "x": 1.5}')
+    assert Settings().as_librdkafka_dict() == {
+        "bootstrap.servers": "127.0.0.1:9092",
+        "linger.ms": "20",
+        "enable.idempotence": "true",
+        "x": "1.5",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1]", "must be a JSON object"),
+        ('"x"', "must be a JSON object"),
+        ('{"a": {"b": 1}}', "'a' must be a string, number or boolean"),
+        ('{"a": null}', "'a' must be a string, number or boolean"),
+        ('{"a": [1]}', "'a' must be a string, number or boolean"),
+    ],
+)
+def test_malformed_kafka_settings_are_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    monkeypatch.setenv("WAITLINE_KAFKA", value)
+    with pytest.raises(ValidationError, match=says) as caught:
+        Settings()
+    assert [error["loc"] for error in caught.value.errors()] == [("kafka",)]
