@@ -26,7 +26,8 @@ from typing import IO, Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from waitline.errors import BrokerError
+from waitline.config import is_secret_setting
+from waitline.errors import BrokerError, ConfigError
 
 __all__ = ["EmbeddedBroker", "free_port", "wait_for_broker"]
 
@@ -81,7 +82,12 @@ class _Probe:
         }
         self.reason = "no answer"
         self.code: int | None = None
-        self._admin = AdminClient(config, error_cb=self._on_error)
+        try:
+            self._admin = AdminClient(config, error_cb=self._on_error)
+        except KafkaException as exc:  # settings librdkafka refuses, before any connection
+            raise ConfigError(
+                f"the Kafka client settings are refused: {_without_secrets(exc, config)}"
+            ) from None
 
     def _on_error(self, error: KafkaError) -> None:
         # "1/1 brokers are down" follows every refused connect; the connect error says more.
@@ -98,6 +104,16 @@ class _Probe:
             self._admin.poll(0)  # serves error_cb
             return False
         return True
+
+
+def _without_secrets(exc: KafkaException, config: Mapping[str, Any]) -> str:
+    """librdkafka's message, with any secret of ``config`` that it quotes masked."""
+    error = exc.args[0] if exc.args else None
+    text = error.str() if isinstance(error, KafkaError) else str(exc)
+    for name, value in config.items():
+        if is_secret_setting(name) and isinstance(value, str) and value:
+            text = text.replace(value, "**********")
+    return text
 
 
 def _port_in_use(host: str, port: int) -> bool:

@@ -1,7 +1,9 @@
 """The ``waitline`` command line. User mistakes print one line and exit non-zero, no traceback.
 
 Exit codes: 0 success, 1 a runtime failure (broker gone, wait not resumed in time),
-2 a usage or input mistake (bad JSON, bad duration, bad expression, unknown topic file).
+2 a usage, input or configuration mistake (bad JSON, bad duration, bad expression, a bad flag,
+a bad ``WAITLINE_*`` variable, a missing or malformed topics file, client settings librdkafka
+refuses), found before Kafka is contacted.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 from confluent_kafka import KafkaException
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from schemas.durations import DurationError, parse_duration
 from waitline.config import Settings
@@ -65,18 +68,38 @@ def _settings(args: argparse.Namespace) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"configuration {where}: {first['msg']}") from None
+        raise ConfigError(_describe(exc, flags=overrides)) from None
+    except SettingsError as exc:  # a variable pydantic-settings could not decode
+        raise ConfigError(str(exc)) from None
+
+
+def _describe(exc: ValidationError, flags: Mapping[str, object] | None = None) -> str:
+    """Every mistake of ``exc`` on one line, each named as the user gave it: ``--flag`` or
+    ``WAITLINE_VARIABLE``. Inputs are not quoted (Settings hides them in its errors)."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    described = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if field in (flags or {}):
+            where = "--" + field.replace("_", "-")
+        elif field in Settings.model_fields:
+            where = prefix + field.upper()
+        else:
+            where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        described.append(f"{where}: {message}" if where else message)
+    return "; ".join(described)
 
 
 def _client(args: argparse.Namespace) -> Any:
     from waitline.broker import wait_for_broker
     from waitline.client import Client
+    from waitline.topics import load_topics
 
     settings = _settings(args)
+    topics = load_topics(settings.topics_file, settings.topic_prefix)  # before connecting
     wait_for_broker(settings.as_librdkafka_dict(), timeout=args.connect_timeout)
-    return Client(settings)
+    return Client(settings, topics=topics)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -180,10 +203,13 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from processors.restore import RestoreError
     from processors.runtime import WorkerError
+    from waitline.topics import load_topics
     from waitline.worker import run_workers
 
+    settings = _settings(args)
+    load_topics(settings.topics_file, settings.topic_prefix)  # its mistakes, before connecting
     try:
-        run_workers(_settings(args), own_process=True)  # this process is the worker's
+        run_workers(settings, own_process=True)  # this process is the worker's
     except (WorkerError, RestoreError) as exc:  # fatal: logged lines above say what led to it
         raise WaitlineError(f"worker stopped: {exc}") from None
     return 0
@@ -222,10 +248,52 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from waitline.dev import run_dev
 
+    _settings(argparse.Namespace())  # the environment's mistakes, before a broker starts
     return run_dev(port=args.port, state_dir=args.state_dir, workers=args.workers)
 
 
 # -- parser ------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its mistakes on one line like every other (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"waitline: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _whole(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _whole(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
 
 
 def _add_connection(parser: argparse.ArgumentParser) -> None:
@@ -235,7 +303,7 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--topic-prefix", metavar="PREFIX", help="prepended to every topic name")
     group.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         metavar="SECONDS",
         help="how long to try reaching Kafka (default 10)",
@@ -243,7 +311,7 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="waitline",
         description="Pause workflows until the right event arrives; resume the right run.",
     )
@@ -251,9 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     dev = sub.add_parser("dev", help="embedded broker + topics + worker, for development")
-    dev.add_argument("--port", type=int, default=9092, help="broker port on 127.0.0.1 (9092)")
+    dev.add_argument("--port", type=_port, default=9092, help="broker port on 127.0.0.1 (9092)")
     dev.add_argument("--state-dir", default=None, help="RocksDB dir (default: a fresh temp dir)")
-    dev.add_argument("--workers", type=int, default=1, help="worker processes to start (1)")
+    dev.add_argument(
+        "--workers", type=_at_least(0), default=1, help="worker processes to start (1)"
+    )
     dev.set_defaults(func=cmd_dev)
 
     worker = sub.add_parser("worker", help="run a processor (a consumer-group member)")
@@ -262,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--state-dir", help="RocksDB directory (default .waitline/state)")
     worker.add_argument(
         "--processes",
-        type=int,
+        type=_whole,
         metavar="N",
         help="worker processes to run, each a group member (default 1; one per core)",
     )
@@ -297,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--run-id", help="default: a new cli-… id")
     wait.add_argument(
         "--wait-timeout",
-        type=float,
+        type=_seconds,
         default=None,
         metavar="SECONDS",
         help="give up following after this long (the wait stays registered)",
@@ -315,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("what", choices=["summary", "waits", "events"])
     inspect.add_argument("--name", help="only this event name")
     inspect.add_argument("--key", help="only this correlation key")
-    inspect.add_argument("--limit", type=int, default=None, help="print at most this many")
+    inspect.add_argument(
+        "--limit", type=_at_least(1), default=None, help="print at most this many (1 or more)"
+    )
     inspect.add_argument("--state-dir", help="RocksDB directory (default .waitline/state)")
     inspect.add_argument("--group-id", help="consumer group (default waitline)")
     inspect.set_defaults(func=cmd_inspect)
@@ -327,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection(cancel)
     cancel.set_defaults(func=cmd_cancel)
     return parser
+
+
+def _one_line(text: str) -> str:
+    """A message that spans lines (a YAML parser's, say) on one."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -341,12 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except (UsageError, ConfigError, DurationError) as exc:
-        print(f"waitline: error: {exc}", file=sys.stderr)
+        print(f"waitline: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(f"waitline: error: {where}: {first['msg']}", file=sys.stderr)
+        print(f"waitline: error: {_one_line(_describe(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except WaitTimeoutError as exc:
         print(f"waitline: {exc}", file=sys.stderr)

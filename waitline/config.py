@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.durations import DurationError, parse_duration
@@ -101,7 +101,10 @@ class Settings(BaseSettings):
     timer_batch: int = Field(default=10_000, gt=0, description="due timers fired per loop, max")
     purge_interval: str = Field(default="10s", description="how often expired state is purged")
     metrics_port: int | None = Field(
-        default=None, description="Prometheus /metrics port (worker process i: port + i)"
+        default=None,
+        ge=1,
+        le=65535,
+        description="Prometheus /metrics port (worker process i: port + i)",
     )
     processes: int = Field(
         default=1, ge=1, le=64, description="worker processes one `waitline worker` runs"
@@ -153,6 +156,15 @@ class Settings(BaseSettings):
         except DurationError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @model_validator(mode="after")
+    def _metrics_ports(self) -> Settings:
+        if self.metrics_port is not None and self.metrics_port + self.processes - 1 > 65535:
+            raise ValueError(
+                f"metrics ports {self.metrics_port}-{self.metrics_port + self.processes - 1} "
+                "(one per worker process) go past 65535"
+            )
+        return self
 
     def ms(self, field: str) -> int:
         """A duration field in milliseconds."""

@@ -29,7 +29,7 @@ INPUT_MISTAKES = [
     (("wait", "n", "k", "--timeout", "5s", "--lookback", "recent", *NO_KAFKA), "--lookback"),
     (("topics", "create", "--topics-file", "/nonexistent.yaml", *NO_KAFKA), "not found"),
     (("inspect", "waits", "--state-dir", "/nonexistent"), "no state under"),
-    (("worker", "--processes", "0", *NO_KAFKA), "configuration processes"),
+    (("worker", "--processes", "0", *NO_KAFKA), "--processes: "),
 ]
 UNREACHABLE = [
     ("send", "n", "k", *NO_KAFKA),

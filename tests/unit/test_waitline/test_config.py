@@ -185,3 +185,10 @@ def test_malformed_kafka_settings_are_refused(
     with pytest.raises(ValidationError, match=says) as caught:
         Settings()
     assert [error["loc"] for error in caught.value.errors()] == [("kafka",)]
+
+
+@pytest.mark.parametrize(("port", "processes"), [(0, 1), (65536, 1), (65535, 2)])
+def test_metrics_ports_must_be_ports(port: int, processes: int) -> None:
+    with pytest.raises(ValidationError, match="metrics"):
+        Settings(metrics_port=port, processes=processes)
+    assert Settings(metrics_port=65534, processes=2).metrics_port == 65534
