@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "OFFSETS_NAME",
     "PartitionStore",
     "RocksKV",
+    "Snapshot",
     "StoreState",
     "older_layouts",
     "open_snapshot",
@@ -297,15 +299,61 @@ class PartitionStore:
             )
 
 
-def open_snapshot(path: Path) -> tuple[PartitionState, Rdict]:
-    """Open a store read-only, as of now, beside a worker that may be writing it.
+class Snapshot:
+    """The read-only handle of ``open_snapshot``: ``get`` a raw key, ``close`` when done."""
 
-    Returns the state view and the handle to ``close()`` when done.
+    def __init__(self, db: Rdict, scratch: Path) -> None:
+        self.db = db
+        self._scratch = scratch
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.db.get(key)
+        return value
+
+    def close(self) -> None:
+        self.db.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+_SNAPSHOT_ATTEMPTS = 5
+_ROCKSDICT_CONFIG = "rocksdict-config.json"
+
+
+def open_snapshot(path: Path) -> tuple[PartitionState, Snapshot]:
+    """Open a store read-only, as of now, beside a worker that may be writing it, without
+    writing anything into ``path``.
+
+    Returns the state view and the handle to ``close()`` when done. rocksdict rewrites its
+    ``rocksdict-config.json`` on every open, read-only and secondary alike, so the store is
+    opened through a scratch directory: symbolic links to its files and a copy of that one.
+    Every table file is opened with the store (``max_open_files`` -1), so a compaction that
+    deletes one later does not matter; one that comes between listing the files and opening
+    them fails the open, which is tried again.
     """
     if not (path / "CURRENT").exists():
         raise FileNotFoundError(f"no RocksDB store at {path}")
-    db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
-    return PartitionState(RocksKV(db)), db
+    source = path.resolve()
+    attempt = 1
+    while True:
+        scratch = Path(tempfile.mkdtemp(prefix=f"waitline-snapshot-{path.name}-"))
+        try:
+            for entry in source.iterdir():
+                if entry.name == "LOCK" or entry.name.startswith("LOG"):
+                    continue  # the worker's lock and log: not read, not ours
+                if entry.name == _ROCKSDICT_CONFIG:
+                    shutil.copyfile(entry, scratch / entry.name)
+                else:
+                    (scratch / entry.name).symlink_to(entry)
+            options = Options(raw_mode=True)
+            options.set_max_open_files(-1)
+            db = Rdict(str(scratch), options, access_type=AccessType.read_only())
+        except Exception:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if attempt == _SNAPSHOT_ATTEMPTS:
+                raise
+            attempt += 1
+            continue
+        return PartitionState(RocksKV(db)), Snapshot(db, scratch)
 
 
 def partition_stores(root: Path) -> list[tuple[int, Path]]:

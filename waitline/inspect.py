@@ -1,8 +1,9 @@
 """Look inside the workers' state: pending waits and buffered events, read-only.
 
-Reads the RocksDB stores under ``<state_dir>/<group_id>/partition-N`` as of now, without
-disturbing a worker that is writing them. Only the stores on this machine are visible: with
-several workers, run it where each one keeps its state.
+Reads the RocksDB stores under ``<state_dir>/<group_id>/partition-N`` as of now, beside a
+worker that is writing them, and writes nothing into them (``processors.store.open_snapshot``).
+Only the stores on this machine are visible: with several workers, run it where each one keeps
+its state.
 """
 
 from __future__ import annotations
