@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     processes: int = Field(
         default=1, ge=1, le=64, description="worker processes one `waitline worker` runs"
     )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="address /metrics listens on: this machine only unless set (0.0.0.0: all)",
+    )
 
     @field_validator("kafka", mode="before")
     @classmethod

@@ -1,15 +1,21 @@
-"""Prometheus metrics for a worker, read from its counters at scrape time (no hot-path cost)."""
+"""Prometheus metrics for a worker, read from its counters at scrape time (no hot-path cost).
+
+Served over plain, unauthenticated HTTP on ``WAITLINE_METRICS_HOST`` (default 127.0.0.1, this
+machine only) and ``WAITLINE_METRICS_PORT``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import fields
+from typing import Any
 
-from prometheus_client import REGISTRY, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from processors.runtime import Worker
+from waitline.errors import ConfigError
 
 __all__ = ["WorkerCollector", "serve_metrics"]
 
@@ -57,7 +63,16 @@ class WorkerCollector(Collector):
         )
 
 
-def serve_metrics(port: int, worker: Worker) -> None:
-    """Serve /metrics on ``port`` from a daemon thread."""
-    REGISTRY.register(WorkerCollector(worker))
-    start_http_server(port)
+def serve_metrics(
+    port: int, worker: Worker, host: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY
+) -> Any:
+    """Serve /metrics on ``host``:``port`` from a daemon thread; return the HTTP server.
+
+    Raises ``ConfigError`` when the address cannot be had (in use, not this machine's).
+    """
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+    registry.register(WorkerCollector(worker))
+    return server

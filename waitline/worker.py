@@ -113,7 +113,7 @@ def run_worker(
     if settings.metrics_port is not None:
         from waitline.metrics import serve_metrics
 
-        serve_metrics(settings.metrics_port, worker)
+        serve_metrics(settings.metrics_port, worker, settings.metrics_host)
     if own_process:
         settle_heap()
     worker.run(stop)

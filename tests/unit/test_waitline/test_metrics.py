@@ -1,0 +1,86 @@
+"""The metrics endpoint: where it listens, and a port it cannot have."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import waitline.metrics
+import waitline.worker
+from waitline.config import Settings
+from waitline.errors import ConfigError
+from waitline.metrics import serve_metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class _Counters:
+    events: int = 3
+    outcomes: dict[str, int] = field(default_factory=lambda: {"matched": 2})
+
+
+def _worker() -> Any:
+    core = SimpleNamespace(counters=_Counters(), filters=SimpleNamespace(errors=0))
+    return SimpleNamespace(
+        core=core, processed=5, input_gaps=0, input_gaps_recovered=0, stores={1: None}
+    )
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Any]]:
+    started: list[Any] = []
+    yield started
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_listen_on_loopback_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().metrics_host == "127.0.0.1"
+    monkeypatch.setenv("WAITLINE_METRICS_HOST", "0.0.0.0")
+    assert Settings().metrics_host == "0.0.0.0"
+
+
+def test_serve_metrics_binds_the_given_host(servers: list[Any]) -> None:
+    port = _free_port()
+    server = serve_metrics(port, _worker(), "127.0.0.1", registry=CollectorRegistry())
+    servers.append(server)
+    assert server.server_address[:2] == ("127.0.0.1", port)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    assert b"waitline_records_total 5.0" in body and b"waitline_events_total 3.0" in body
+
+
+def test_a_port_in_use_is_a_configuration_mistake(servers: list[Any]) -> None:
+    port = _free_port()
+    servers.append(serve_metrics(port, _worker(), "127.0.0.1", registry=CollectorRegistry()))
+    with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+        serve_metrics(port, _worker(), "127.0.0.1", registry=CollectorRegistry())
+
+
+def test_the_worker_serves_metrics_where_the_settings_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[tuple[int, str]] = []
+    worker = SimpleNamespace(run=lambda _stop: None)
+    monkeypatch.setattr(waitline.worker, "build_worker", lambda _settings: worker)
+    monkeypatch.setattr(waitline.worker.signal, "signal", lambda *_args: None)
+    monkeypatch.setattr(
+        waitline.metrics, "serve_metrics", lambda port, _w, host: served.append((port, host))
+    )
+    settings = Settings(metrics_port=9400, metrics_host="10.1.2.3")
+    waitline.worker.run_worker(settings, threading.Event())
+    assert served == [(9400, "10.1.2.3")]
