@@ -33,6 +33,13 @@ __all__ = ["EmbeddedBroker", "free_port", "wait_for_broker"]
 
 _PROBE_INTERVAL = 0.05  # pause between failed metadata requests, in seconds
 _LOG_TAIL_LINES = 20
+# The embedded broker's readiness probe when it requires authentication: a user it cannot know.
+_READINESS_LOGIN = {
+    "security.protocol": "SASL_PLAINTEXT",
+    "sasl.mechanisms": "SCRAM-SHA-256",
+    "sasl.username": "waitline-readiness-probe",
+    "sasl.password": "-",
+}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -48,7 +55,9 @@ def wait_for_broker(client: str | Mapping[str, Any], timeout: float) -> None:
 
     ``client`` is the whole client configuration (``Settings.as_librdkafka_dict()``: bootstrap
     servers, SASL, SSL, ...), or only the bootstrap servers. Raises ``BrokerError`` ("cannot
-    reach Kafka at ...: <reason>") when ``timeout`` seconds pass without an answer.
+    reach Kafka at ...: <reason>") when ``timeout`` seconds pass without an answer, and at once
+    when the broker refuses to authenticate the client (a wrong password does not get better).
+    Raises ``ConfigError`` when librdkafka refuses the configuration itself.
     """
     config = {"bootstrap.servers": client} if isinstance(client, str) else dict(client)
     bootstrap = config.get("bootstrap.servers")
@@ -64,6 +73,8 @@ def wait_for_broker(client: str | Mapping[str, Any], timeout: float) -> None:
             )
         if probe.answers(min(1.0, left)):
             return
+        if probe.code == KafkaError._AUTHENTICATION:
+            raise BrokerError(f"cannot reach Kafka at {bootstrap}: {probe.reason}", probe.code)
         time.sleep(min(_PROBE_INTERVAL, max(deadline - time.monotonic(), 0.0)))
 
 
@@ -170,13 +181,24 @@ class EmbeddedBroker:
 
     ``port=None`` picks a free port at ``start``. The broker's output goes to ``log_path`` when
     given (its tail is quoted when the broker fails to start), else nowhere.
+
+    ``authentication=True`` starts Tansu with ``--authentication``: every client must log in
+    with SASL SCRAM-SHA-256/512 (Tansu 0.6.0 offers no PLAIN). Tansu keeps its users in its
+    storage, here memory, and creates none for a client that has not logged in, so no login
+    can succeed: such a broker shows that a client runs SCRAM, up to "unknown-user".
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        log_path: Path | None = None,
+        *,
+        authentication: bool = False,
     ) -> None:
         self.host = host
         self.log_path = log_path
+        self.authentication = authentication
         self._requested_port = port
         self._port: int | None = port
         self._proc: subprocess.Popen[bytes] | None = None
@@ -248,6 +270,7 @@ class EmbeddedBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                *(["--authentication"] if self.authentication else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log if self._log is not None else subprocess.DEVNULL,
@@ -258,7 +281,10 @@ class EmbeddedBroker:
         )
 
     def _await_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        probe = _Probe({"bootstrap.servers": self.bootstrap_servers})
+        config = {"bootstrap.servers": self.bootstrap_servers}
+        if self.authentication:  # it answers a login with "unknown-user" once it serves
+            config.update(_READINESS_LOGIN)
+        probe = _Probe(config)
         deadline = time.monotonic() + timeout
         while True:
             # Tansu exits (with code 0) when it cannot bind its port: check before trusting
@@ -277,7 +303,10 @@ class EmbeddedBroker:
                     f"{timeout:g}s ({probe.reason}){self._log_tail()}",
                     code=probe.code,
                 )
-            if probe.answers(min(0.25, left)) and proc.poll() is None:
+            answered = probe.answers(min(0.25, left))
+            if self.authentication and probe.code == KafkaError._AUTHENTICATION:
+                answered = True
+            if answered and proc.poll() is None:
                 return
             time.sleep(min(_PROBE_INTERVAL, max(deadline - time.monotonic(), 0.0)))
 

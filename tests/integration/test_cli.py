@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from harness import REPO, Stack
@@ -141,3 +143,68 @@ def test_worker_refuses_to_start_without_copartitioned_topics(stack: Stack) -> N
     assert result.returncode != 0
     assert "co-partitioned" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- SASL ------------------------------------------------------------------------------------
+
+SCRAM = {
+    "security.protocol": "SASL_PLAINTEXT",
+    "sasl.mechanisms": "SCRAM-SHA-256",
+    "sasl.username": "waitline",
+}
+PASSWORD = "scram-password-not-to-print"
+
+
+def test_every_command_logs_in_with_the_password_from_the_environment(tmp_path: Path) -> None:
+    """The documented SCRAM recipe: WAITLINE_KAFKA names the mechanism and user, and
+    WAITLINE_SASL_PASSWORD the password, which every client gets (the broker probe too).
+
+    Tansu 0.6.0 requires SCRAM with --authentication, but keeps its users in memory and creates
+    none for a client that has not logged in (and without the flag refuses SASL), so no login
+    can succeed here: each command gets past librdkafka's check that a password is set and runs
+    SCRAM until the broker answers "unknown-user", in one line, without printing the password.
+    A real login is for Apache Kafka (docs/operations.md, "Configuration and secrets")."""
+    from waitline.broker import EmbeddedBroker
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WAITLINE_")}
+    commands = [
+        ("topics", "create"),
+        ("send", "n", "k"),
+        ("wait", "n", "k", "--timeout", "5s", "--no-follow"),
+        ("cancel", "w", "n", "k"),
+        ("worker",),
+    ]
+    with EmbeddedBroker(authentication=True, log_path=tmp_path / "broker.log") as broker:
+        env = {
+            **clean,
+            "WAITLINE_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "WAITLINE_KAFKA": json.dumps(SCRAM),
+            "WAITLINE_SASL_PASSWORD": PASSWORD,
+            "WAITLINE_STATE_DIR": str(tmp_path / "state"),
+        }
+        without_password = {k: v for k, v in env.items() if k != "WAITLINE_SASL_PASSWORD"}
+        runs = [(command, env) for command in commands]
+        runs.append((("send", "n", "k"), without_password))
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "waitline", *command, "--connect-timeout", "30"],
+                env=run_env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for command, run_env in runs
+        ]
+        results = [proc.communicate(timeout=60) for proc in procs]
+    for (command, run_env), proc, (out, err) in zip(runs, procs, results, strict=True):
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert "Traceback" not in err and len(lines) == 1, (command, err)
+        assert PASSWORD not in out + err, command
+        if run_env is without_password:
+            assert proc.returncode == 2, err
+            assert "sasl.username and sasl.password must be set" in lines[0], lines[0]
+        else:
+            assert proc.returncode == 1, (command, err)
+            assert "SASL SCRAM authentication failed" in lines[0], (command, lines[0])
+            assert "unknown-user" in lines[0], (command, lines[0])
