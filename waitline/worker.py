@@ -43,7 +43,6 @@ log = logging.getLogger("waitline.worker")
 
 
 def runtime_config(settings: Settings, topics: Topics, partitions: int) -> RuntimeConfig:
-    check_record_limits(topics, settings.max_record_bytes)
     return RuntimeConfig(
         client=settings.as_librdkafka_dict(),
         group_id=settings.group_id,
@@ -85,9 +84,10 @@ def build_worker(settings: Settings) -> Worker:
     """Check the state, that Kafka answers and the topics are co-partitioned; return an
     unstarted worker."""
     check_state_layout(settings)
+    topics = load_topics(settings.topics_file, settings.topic_prefix)
+    check_record_limits(topics, settings.max_record_bytes)
     client = settings.as_librdkafka_dict()  # every client of the worker, the probe too
     wait_for_broker(client, timeout=15.0)
-    topics = load_topics(settings.topics_file, settings.topic_prefix)
     partitions = check_copartitioned(AdminClient(client), topics)
     return Worker(runtime_config(settings, topics, partitions))
 

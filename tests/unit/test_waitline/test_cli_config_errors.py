@@ -48,6 +48,12 @@ MISTAKES: list[tuple[dict[str, str], tuple[str, ...], str]] = [
     ),
     ({}, ("worker", "--processes", "0", *NO_KAFKA), "--processes: "),
     ({"WAITLINE_TOPICS_FILE": "/nonexistent.yaml"}, ("worker", *NO_KAFKA), "not found"),
+    (
+        {"WAITLINE_MAX_RECORD_BYTES": "8000000"},
+        ("worker", *NO_KAFKA),
+        "max.message.bytes is 2097152 in the topics file, below the",
+    ),
+    ({"WAITLINE_MAX_CLOCK_SKEW": "soon"}, ("worker", *NO_KAFKA), "WAITLINE_MAX_CLOCK_SKEW: "),
     ({"WAITLINE_TOPICS_FILE": "/nonexistent.yaml"}, ("send", "n", "k", *NO_KAFKA), "not found"),
     (
         {},
