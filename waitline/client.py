@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPar
 from pydantic import ValidationError
 
 from processors.gaps import OffsetGaps
+from processors.limits import producer_max_bytes
 from schemas.keys import make_key, partition_for
 from schemas.models import (
     CancelWait,
@@ -34,7 +35,7 @@ from schemas.models import (
     WaitRegistration,
 )
 from waitline.config import Settings
-from waitline.errors import BrokerError, WaitTimeoutError
+from waitline.errors import BrokerError, InvalidRecordError, WaitTimeoutError
 from waitline.topics import Topics, load_topics
 
 __all__ = ["Client", "ResumeSource", "Runner", "Transport", "new_event"]
@@ -57,13 +58,14 @@ class ResumeSource(Protocol):
 
 
 class _KafkaTransport:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], max_record_bytes: int = 1_048_576) -> None:
         self._errors: list[str] = []
         self._producer = Producer(
             {
                 "enable.idempotence": True,
                 "linger.ms": 2,
                 "partitioner": "murmur2_random",
+                "message.max.bytes": producer_max_bytes(max_record_bytes),
                 **config,
             }
         )
@@ -162,7 +164,9 @@ class Client:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = _KafkaTransport(self.settings.as_librdkafka_dict())
+            self._transport = _KafkaTransport(
+                self.settings.as_librdkafka_dict(), self.settings.max_record_bytes
+            )
         return self._transport
 
     # -- events --------------------------------------------------------------------------------
@@ -191,10 +195,20 @@ class Client:
         return self.send(event)
 
     def send(self, event: Event) -> Event:
-        self.transport.produce(
+        self._produce(
             self.topics.events.name, make_key(event.name, event.correlation_key), event.to_json()
         )
         return event
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        """Send a record, unless the processor would refuse it for its size."""
+        size, limit = len(key) + len(value), self.settings.max_record_bytes
+        if size > limit:
+            raise InvalidRecordError(
+                f"a record of {size} bytes exceeds WAITLINE_MAX_RECORD_BYTES ({limit}): "
+                "the processor would dead-letter it"
+            )
+        self.transport.produce(topic, key, value)
 
     # -- waits ---------------------------------------------------------------------------------
 
@@ -232,7 +246,7 @@ class Client:
         return self.register(registration)
 
     def register(self, registration: WaitRegistration) -> WaitRegistration:
-        self.transport.produce(
+        self._produce(
             self.topics.wait_commands.name,
             make_key(registration.name, registration.correlation_key),
             registration.to_json(),
@@ -243,7 +257,7 @@ class Client:
         cancel = CancelWait(
             type="cancel", wait_id=wait_id, name=name, correlation_key=correlation_key
         )
-        self.transport.produce(
+        self._produce(
             self.topics.wait_commands.name, make_key(name, correlation_key), cancel.to_json()
         )
         return cancel

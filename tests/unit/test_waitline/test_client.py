@@ -13,7 +13,7 @@ from schemas.keys import make_key, partition_for
 from schemas.models import Event, ResumeCommand
 from waitline.client import Client
 from waitline.config import Settings
-from waitline.errors import BrokerError, WaitlineError, WaitTimeoutError
+from waitline.errors import BrokerError, InvalidRecordError, WaitlineError, WaitTimeoutError
 from waitline.topics import Topics, load_topics
 
 REPO = Path(__file__).resolve().parents[3]
@@ -213,6 +213,22 @@ def test_invalid_input_fails_before_anything_is_sent(
     with pytest.raises(ValidationError):
         client.cancel_wait("w", name="", correlation_key="k")
     assert transport.sent == []
+
+
+def test_a_record_the_processor_would_refuse_for_its_size_is_not_sent(
+    topics: Topics, transport: FakeTransport
+) -> None:
+    client, _ = _client(topics, transport)
+    limit = client.settings.max_record_bytes
+    with pytest.raises(InvalidRecordError, match="exceeds WAITLINE_MAX_RECORD_BYTES"):
+        client.send_event("n", "k", {"blob": "x" * limit})
+    with pytest.raises(InvalidRecordError):
+        client.register_wait(
+            "w", run_id="r", name="n", correlation_key="k", timeout="1s", metadata="x" * limit
+        )
+    assert transport.sent == []
+    client.send_event("n", "k", {"blob": "x" * (limit - 1000)})  # under it: sent
+    assert len(transport.sent) == 1
 
 
 def test_flush_raises_when_records_stay_unacknowledged(topics: Topics) -> None:
