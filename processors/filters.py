@@ -2,70 +2,126 @@
 
 An expression sees two variables: ``async``, the candidate event as it is on the wire
 (``async.name``, ``async.data``, ``async.correlationKey``, ``async.timestamp``...), and ``event``,
-the registration's ``context`` (``{}`` when it has none). It must yield a bool.
+the registration's ``context`` (``{}`` when it has none). It must yield a bool. An evaluation
+error (a missing field, a type mismatch, a non-bool result) counts as no match.
 
-Cost is bounded by construction: CEL has no loops or recursion, the source is at most
-``MAX_SOURCE`` characters, the inputs are bounded by the record size limit, and a comprehension
-macro (``all``, ``exists``, ``exists_one``, ``map``, ``filter``) may not sit inside another one's
-arguments, so evaluation is linear in the event's size (nesting three of them over a
-1,000-element list would be 10^9 steps while the partition waits). An evaluation error (a
-missing field, a type mismatch, a non-bool result) counts as no match.
+Cost is bounded before an expression is accepted. It is parsed (``processors.celcost``) and
+its worst case computed for an event of ``max_record_bytes`` (1 MiB) and a context of
+``max_context_bytes`` (64 KiB), the ``CostLimits`` given to ``FilterCache``; it is refused at
+compile time, and so its registration rejected, when that worst case exceeds 2^24 evaluation
+steps or 64 MiB of values held at once. The worst expressions accepted took 0.35-0.45 s on
+maximal inputs, with at most 46 MiB more memory (``benchmarks/filter_worst.py``). In practice:
+
+- reading fields, comparing, ``has``, ``size``, ``in``, ``contains``, ``startsWith``,
+  ``endsWith``, ``matches`` with a literal pattern, conversions and literals are cheap;
+- one comprehension (``all``, ``exists``, ``exists_one``) over an event's list is accepted
+  with a small body, or several over different fields;
+- a comprehension inside another over input lists, ``in`` over the context or ``matches``
+  inside a comprehension over an event's list, ``map`` or ``filter`` over an input list (the
+  engine copies their result on each element, so they are quadratic), and values doubled
+  again and again are refused;
+- functions other than these and ``timestamp``, ``duration``, ``dyn``, ``type`` and the
+  timestamp getters, a ``matches`` pattern that is not a literal, and CEL syntax the parser
+  does not take (``.?``/``[?``, message construction, a leading ``.``) are refused.
+
+An evaluation converts only the fields the expression reads (``celcost.prune``): the event's
+once per event, the context's once per evaluation.
 """
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import cel
 
-__all__ = ["MAX_SOURCE", "FilterCache", "FilterCompileError"]
+from processors.celcost import CostLimits, Estimate, Reads, Refused, analyse, prune
+
+__all__ = ["MAX_SOURCE", "CostLimits", "FilterCache", "FilterCompileError"]
 
 MAX_SOURCE = 4096
-_COMPREHENSIONS = frozenset({"all", "exists", "exists_one", "map", "filter"})
-# String literals (skipped), a `.name(` call, an opening or a closing bracket.
-_TOKEN = re.compile(
-    r"""(?P<str>'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")"""
-    r"|(?P<macro>\.\s*(?P<name>[A-Za-z_]\w*)\s*\()|(?P<open>[(\[{])|(?P<close>[)\]}])"
-)
+_CONVERTED_PER_EVENT = 64  # read sets of one event kept converted
 
 
 class FilterCompileError(ValueError):
     """The expression does not compile; the registration is rejected."""
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    program: Any  # cel.Program of the expression's index form
+    estimate: Estimate
+    event_reads: Reads  # of `async`, the candidate event
+    context_reads: Reads  # of `event`, the registration's context
+    event_key: object  # equal for expressions that read the same part of the event
+
+
 class FilterCache:
     """Compiled programs by source text, least recently used evicted first."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, limits: CostLimits | None = None) -> None:
         self._capacity = capacity
-        self._programs: OrderedDict[str, Any] = OrderedDict()
+        self.limits = limits or CostLimits()
+        self._programs: OrderedDict[str, _Compiled] = OrderedDict()
+        self._candidate: dict[str, Any] | None = None  # the event `_converted` belongs to
+        self._converted: dict[object, cel.Context] = {}
         self.errors = 0
 
     def compile(self, source: str) -> Any:
-        """Return the compiled program; raise FilterCompileError with CEL's message."""
-        program = self._programs.get(source)
-        if program is not None:
+        """Return the compiled program; raise FilterCompileError saying why it is refused."""
+        return self._compile(source).program
+
+    def estimate(self, source: str) -> Estimate:
+        """The worst case of one evaluation of ``source`` under ``limits``."""
+        return self._compile(source).estimate
+
+    def _compile(self, source: str) -> _Compiled:
+        compiled = self._programs.get(source)
+        if compiled is not None:
             self._programs.move_to_end(source)
-            return program
+            return compiled
         if len(source) > MAX_SOURCE:
             raise FilterCompileError(f"expression longer than {MAX_SOURCE} characters")
-        _refuse_nested_comprehensions(source)
         try:
-            program = cel.compile(source)
+            cel.compile(source)  # CEL's own verdict and message come first
+            analysis = analyse(source, self.limits)
+            program = cel.compile(analysis.runs)
+        except Refused as exc:
+            raise FilterCompileError(str(exc)) from None
         except (ValueError, RuntimeError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise FilterCompileError(first_line) from None
-        self._programs[source] = program
+        event_reads = analysis.reads["async"]
+        compiled = _Compiled(
+            program, analysis.estimate, event_reads, analysis.reads["event"], event_reads.key()
+        )
+        self._programs[source] = compiled
         if len(self._programs) > self._capacity:
             self._programs.popitem(last=False)
-        return program
+        return compiled
 
     def matches(self, source: str, candidate: dict[str, Any], context: Any) -> bool:
-        """Evaluate; any error or non-bool result is no match (and counted in ``errors``)."""
+        """Evaluate; any error or non-bool result is no match (and counted in ``errors``).
+
+        The fields of ``candidate`` an expression reads are converted to CEL values once and
+        reused while the same ``candidate`` object is passed (the waits of one event): it must
+        not be changed in between.
+        """
         try:
-            result = self.compile(source).execute({"async": candidate, "event": context or {}})
+            compiled = self._compile(source)
+            if candidate is not self._candidate:
+                self._candidate = candidate
+                self._converted = {}
+            variables = self._converted.get(compiled.event_key)
+            if variables is None:
+                if len(self._converted) >= _CONVERTED_PER_EVENT:
+                    self._converted = {}
+                variables = cel.Context()
+                variables.add_variable("async", prune(candidate, compiled.event_reads))
+                self._converted[compiled.event_key] = variables
+            variables.add_variable("event", prune(context or {}, compiled.context_reads))
+            result = compiled.program.execute(variables)
         except Exception:
             self.errors += 1
             return False
@@ -73,23 +129,3 @@ class FilterCache:
             self.errors += 1
             return False
         return result
-
-
-def _refuse_nested_comprehensions(source: str) -> None:
-    """Raise FilterCompileError when a comprehension macro appears inside another's arguments."""
-    frames: list[bool] = []  # one per open bracket: does it hold a comprehension's arguments?
-    for token in _TOKEN.finditer(source):
-        if token["str"] is not None:
-            continue
-        if token["macro"] is not None:
-            comprehension = token["name"] in _COMPREHENSIONS
-            if comprehension and any(frames):
-                raise FilterCompileError(
-                    f"`{token['name']}` inside another comprehension: nested comprehensions "
-                    "are refused because their cost grows with the product of the list sizes"
-                )
-            frames.append(comprehension)
-        elif token["open"] is not None:
-            frames.append(False)
-        elif frames:
-            frames.pop()
