@@ -3,8 +3,8 @@
     python benchmarks/filter_worst.py           # every case, ~1-2 minutes
     python benchmarks/filter_worst.py --case scan2
 
-Inputs are the caps the estimator assumes (processors.celcost.CostLimits): an event of 1 MiB
-and a context of 64 KiB, shaped for the case (the most list elements a megabyte holds, the
+Inputs are the caps the estimator assumes (processors.celcost.CostLimits): an event and a context
+of the caps, shaped for the case (the most list elements it holds, the
 slowest values to convert). Each case runs in a child process so that its peak RSS (VmHWM, reset
 before the evaluations) is its own;
 the figures are the best of --repeat evaluations, the event's fields converted beforehand (that
@@ -33,7 +33,7 @@ from processors.celcost import CostLimits, prune
 from processors.filters import FilterCache, FilterCompileError
 
 LIMITS = CostLimits()
-R = LIMITS.max_record_bytes
+R = LIMITS.max_event_bytes
 C = LIMITS.max_context_bytes
 
 
@@ -47,7 +47,7 @@ def _fill(unit: str, budget: int, wrap: str = "[{}]") -> Any:
     return json.loads(wrap.format(",".join([unit] * count)))
 
 
-def _ints() -> Any:  # the most elements a megabyte holds
+def _ints() -> Any:  # the most elements the cap holds
     return _fill("0", R)
 
 
@@ -79,37 +79,37 @@ def _or_chain(var: str, n: int) -> str:
 # name -> (what it is, expression maker, event data, context)
 CASES: dict[str, tuple[str, Callable[[], str], Callable[[], Any], Callable[[], Any]]] = {
     "scan": (
-        "one exists() over 0.5M ints, with the longest || body accepted",
+        "one exists() over ints, with the longest || body accepted",
         lambda: _largest(lambda n: f"async.data.exists(x, {_or_chain('x', n)})"),
         _ints,
         dict,
     ),
     "scans": (
-        "as many all() over 0.5M ints, one after the other, as accepted",
+        "as many all() over ints, one after the other, as accepted",
         lambda: _largest(lambda n: " && ".join(["async.data.all(x, x == 0)"] * n)),
         _ints,
         dict,
     ),
     "items": (
-        "exists() over a 1 MiB list of items, two fields each",
+        "exists() over a maximal list of items, two fields each",
         lambda: 'async.data.exists(i, i.sku == "x" && i.qty > 2)',
         lambda: _fill('{"sku":"y","qty":0}', R),
         dict,
     ),
     "context": (
-        "a 64 KiB context of empty lists (converted every evaluation), scanned",
+        "a maximal context of empty lists (converted every evaluation), scanned",
         lambda: _largest(lambda n: f"event.l.exists(x, {_or_chain('x', n)})"),
         dict,
         lambda: {"l": _empty_lists(C)},
     ),
     "regex": (
-        "matches() over a 1 MiB string, the most automaton states accepted",
+        "matches() over a maximal string, the most automaton states accepted",
         lambda: _largest(lambda n: f'async.data.matches("a{{{n}}}b")', hi=1000),
         lambda: "a" * (R - 200),
         dict,
     ),
     "unicode": (
-        "matches() over a 1 MiB string, the largest \\w repetition accepted",
+        "matches() over a maximal string, the largest \\w repetition accepted",
         lambda: _largest(lambda n: f'async.data.matches("\\\\w{{{n}}}b")', hi=1000),
         lambda: "a" * (R - 200),
         dict,
@@ -179,7 +179,7 @@ def run_case(name: str, repeat: int) -> dict[str, Any]:
 
 def conversion(repeat: int) -> None:
     """What converting a whole maximal event costs per evaluation (before), and now."""
-    shapes = {"0.5M ints": _ints(), "0.35M empty lists": _empty_lists(R)}
+    shapes = {"ints": _ints(), "0.35M empty lists": _empty_lists(R)}
     context = {"l": _empty_lists(C)}
     whole = cel.compile("true")
     for shape, data in shapes.items():
@@ -201,7 +201,7 @@ def conversion(repeat: int) -> None:
         fresh.matches("size(async.data) > 0", candidate, {})
         once = time.perf_counter() - t0
         print(
-            f"event {shape} ({size / 2**20:.2f} MiB) + context 64 KiB of empty lists: "
+            f"event {shape} ({size / 2**20:.2f} MiB) + context of empty lists: "
             f"whole conversion per evaluation {every * 1e3:.0f} ms; now: a field "
             f"{timings[0] * 1e6:.0f} us, all of data {once * 1e3:.0f} ms once per event, "
             f"then {timings[1] * 1e6:.0f} us"
@@ -228,8 +228,10 @@ def main() -> None:
             [sys.executable, __file__, "--case", name, "--repeat", str(args.repeat), "--json"],
             capture_output=True,
             text=True,
-            check=True,
         )
+        if out.returncode != 0:  # the budget accepts no expression of this kind
+            print(f"{name:8s} {(out.stderr.strip().splitlines() or ['failed'])[-1]}")
+            continue
         r = json.loads(out.stdout)
         print(
             f"{r['case']:8s} {r['eval_ms']:8.1f} ms/eval "

@@ -11,7 +11,8 @@ refuses functions and syntax it does not know, and computes from the tree upper 
   20-30 ns a step, see ``benchmarks/filter_worst.py``);
 - the memory of the values alive at once (~28 bytes a unit of a list or map, 1 a string byte);
 
-for an event of at most ``max_record_bytes`` of JSON and a context of ``max_context_bytes``.
+for the fields of an event it reads of at most ``max_event_bytes`` of JSON and a context of
+``max_context_bytes``.
 Sizes are in JSON bytes, so a list of N bytes has at most N/2 elements. The model follows what
 cel-rust and its Python binding do: ``[x]`` and ``{k: v}`` copy their elements, a comprehension
 copies each element it binds, ``map`` and ``filter`` copy their whole result on every round
@@ -35,6 +36,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+from processors.limits import MAX_FILTER_INPUT_BYTES
 
 __all__ = [
     "MAX_DEPTH",
@@ -66,10 +69,10 @@ class CostLimits:
     maximal inputs (a scan's time is proportional to its list's size).
     """
 
-    max_record_bytes: int = 1_048_576
-    max_context_bytes: int = 65_536
-    max_steps: float = 2.0**24
-    max_bytes: float = 2.0**26  # of memory, estimated
+    max_event_bytes: int = MAX_FILTER_INPUT_BYTES  # of the event's fields it reads
+    max_context_bytes: int = MAX_FILTER_INPUT_BYTES  # of the context's fields it reads
+    max_steps: float = 2.0**18
+    max_bytes: float = 2.0**21  # of memory, estimated
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,11 @@ _RE_COMPILE = 160.0  # compiling the empty pattern: 16 us; more by pattern weigh
 # run much longer than the others under the budget.
 _RE_COMPILE_RATE = 4.0
 _RE_BYTE = 0.05  # matching, per byte of text: `^a+$` 2.5 ns
-_RE_STATE = 0.0005  # and per byte and automaton state: up to 0.042 ns (see _regex_weight)
+# And per byte and automaton state: cel-rust compiles the pattern on every call, so the lazy
+# DFA starts cold each time and builds its states as the text goes; on texts of a few KiB that
+# is 1-4 ns a state and byte (`a{1000}b` over 3.9 KB of `a`: 16 ms), far above the 0.042 ns it
+# amortises to over a MiB (see _regex_weight).
+_RE_STATE = 0.1
 _MEM_UNIT = 28.0  # bytes of memory a unit of a list or map takes in cel-rust: up to 27.6
 
 _ANY, _STR, _NUM, _LIST, _MAP = "any", "str", "num", "list", "map"
@@ -743,7 +750,7 @@ def _seq(parts: list[_R], result: _V, own: _Aff) -> _R:
 class _Estimator:
     def __init__(self, limits: CostLimits) -> None:
         # A dumped event may carry a little more than its record (a stamped timestamp, nulls).
-        record = float(limits.max_record_bytes + 1024)
+        record = float(limits.max_event_bytes + 1024)
         context = float(limits.max_context_bytes)
         self.roots = {
             "async": _V(_Aff(record), _Aff(record / 2), _ANY, None, False),
@@ -1338,7 +1345,7 @@ def analyse(source: str, limits: CostLimits | None = None) -> Analysis:
         over.append(f"{_figure(memory)} bytes of values (budget {_kib(limits.max_bytes)})")
     if over:
         raise Refused(
-            f"too costly with an event of {_kib(limits.max_record_bytes)} and a context of "
+            f"too costly with an event of {_kib(limits.max_event_bytes)} and a context of "
             f"{_kib(limits.max_context_bytes)}: up to {' and '.join(over)}"
         )
     return Analysis(Estimate(steps, memory), reads, index_form(source, tree))

@@ -349,6 +349,9 @@ class Correlator:
             except FilterCompileError as exc:
                 reason = f"`if` expression does not compile: {exc}"
                 return self._reject(state, record, reg.wait_id, reg.run_id, reason, reg.metadata)
+            too_much = self.filters.context_problem(reg.if_, reg.context)
+            if too_much is not None:
+                return self._reject(state, record, reg.wait_id, reg.run_id, too_much, reg.metadata)
         self.counters.registrations += 1
         lookback = parse_duration(reg.lookback) if reg.lookback is not None else None
         wait = PendingWait(

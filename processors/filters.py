@@ -6,11 +6,13 @@ the registration's ``context`` (``{}`` when it has none). It must yield a bool. 
 error (a missing field, a type mismatch, a non-bool result) counts as no match.
 
 Cost is bounded before an expression is accepted. It is parsed (``processors.celcost``) and
-its worst case computed for an event of ``max_record_bytes`` (1 MiB) and a context of
-``max_context_bytes`` (64 KiB), the ``CostLimits`` given to ``FilterCache``; it is refused at
-compile time, and so its registration rejected, when that worst case exceeds 2^24 evaluation
-steps or 64 MiB of values held at once. The worst expressions accepted took 0.35-0.45 s on
-maximal inputs, with at most 46 MiB more memory (``benchmarks/filter_worst.py``). In practice:
+its worst case computed for the fields it reads of an event and of a context, each at most
+``MAX_FILTER_INPUT_BYTES`` (4 KiB) of JSON, the ``CostLimits`` given to ``FilterCache``; it is
+refused at compile time, and so its registration rejected, when that worst case exceeds 2^18
+evaluation steps or 2 MiB of values held at once. The worst expressions accepted took 5-10 ms
+on maximal inputs (``benchmarks/filter_worst.py``). At evaluation, an event whose fields an
+expression reads weigh more is no match for it (counted in ``oversized``); a context that
+does is refused at registration (``context_problem``). In practice:
 
 - reading fields, comparing, ``has``, ``size``, ``in``, ``contains``, ``startsWith``,
   ``endsWith``, ``matches`` with a literal pattern, conversions and literals are cheap;
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cel
+from pydantic_core import to_json
 
 from processors.celcost import CostLimits, Estimate, Reads, Refused, analyse, prune
 
@@ -65,8 +68,9 @@ class FilterCache:
         self.limits = limits or CostLimits()
         self._programs: OrderedDict[str, _Compiled] = OrderedDict()
         self._candidate: dict[str, Any] | None = None  # the event `_converted` belongs to
-        self._converted: dict[object, cel.Context] = {}
+        self._converted: dict[object, cel.Context | None] = {}
         self.errors = 0
+        self.oversized = 0  # evaluations not run: the fields read weighed too much
 
     def compile(self, source: str) -> Any:
         """Return the compiled program; raise FilterCompileError saying why it is refused."""
@@ -101,6 +105,24 @@ class FilterCache:
             self._programs.popitem(last=False)
         return compiled
 
+    def context_problem(self, source: str, context: Any) -> str | None:
+        """Why ``context`` cannot go with ``source``: the fields of it the expression reads
+        weigh more than its cost bound assumes (``CostLimits.max_context_bytes``)."""
+        read = prune(context or {}, self._compile(source).context_reads)
+        size, limit = len(to_json(read)), self.limits.max_context_bytes
+        if size <= limit:
+            return None
+        return f"the context fields `if` reads are {size} bytes of JSON, over the limit of {limit}"
+
+    def _convert(self, event: dict[str, Any]) -> cel.Context | None:
+        """The event's fields an expression reads, as CEL values; None if they weigh more
+        than the cost bound assumed (``CostLimits.max_event_bytes``)."""
+        if len(to_json(event)) > self.limits.max_event_bytes:
+            return None
+        variables = cel.Context()
+        variables.add_variable("async", event)
+        return variables
+
     def matches(self, source: str, candidate: dict[str, Any], context: Any) -> bool:
         """Evaluate; any error or non-bool result is no match (and counted in ``errors``).
 
@@ -113,13 +135,16 @@ class FilterCache:
             if candidate is not self._candidate:
                 self._candidate = candidate
                 self._converted = {}
-            variables = self._converted.get(compiled.event_key)
-            if variables is None:
+            if compiled.event_key in self._converted:
+                variables = self._converted[compiled.event_key]
+            else:
                 if len(self._converted) >= _CONVERTED_PER_EVENT:
                     self._converted = {}
-                variables = cel.Context()
-                variables.add_variable("async", prune(candidate, compiled.event_reads))
+                variables = self._convert(prune(candidate, compiled.event_reads))
                 self._converted[compiled.event_key] = variables
+            if variables is None:  # it would read more than its bound allows
+                self.oversized += 1
+                return False
             variables.add_variable("event", prune(context or {}, compiled.context_reads))
             result = compiled.program.execute(variables)
         except Exception:

@@ -7,7 +7,10 @@ accepted input size ``max_record_bytes`` (``WAITLINE_MAX_RECORD_BYTES``, 1 MiB b
   it goes to the dead-letter topic as a reference (its topic, partition, offset, size and
   SHA-256), not as a copy.
 - A registration's ``metadata`` and ``context`` may each be at most ``MAX_METADATA_BYTES`` and
-  ``MAX_CONTEXT_BYTES`` of JSON; a larger one is rejected.
+  ``MAX_CONTEXT_BYTES`` (64 KiB) of JSON; a larger one is rejected.
+- An ``if`` expression reads at most ``MAX_FILTER_INPUT_BYTES`` (4 KiB) of the context's fields
+  it names (else the registration is rejected) and as much of an event's (else that event is no
+  match for it): what bounds an evaluation's cost (``processors.filters``).
 - So the largest record waitline writes is a resume carrying an event of the largest size plus
   the largest metadata (or the changelog record that keeps it): at most
   :func:`output_bytes`. The producer's ``message.max.bytes`` is :func:`producer_max_bytes`,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_CONTEXT_BYTES",
+    "MAX_FILTER_INPUT_BYTES",
     "MAX_METADATA_BYTES",
     "MAX_REASON_CHARS",
     "output_bytes",
@@ -28,6 +32,9 @@ __all__ = [
 
 MAX_METADATA_BYTES = 65_536
 MAX_CONTEXT_BYTES = 65_536
+# The most JSON an ``if`` expression reads of an event, and of a context (the fields it names,
+# together): what bounds an evaluation's cost (processors.filters).
+MAX_FILTER_INPUT_BYTES = 4_096
 MAX_REASON_CHARS = 1_000
 
 # Beyond the event it carries, a resume holds the metadata (at most 64 KiB), two identifiers of

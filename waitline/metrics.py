@@ -49,6 +49,16 @@ class WorkerCollector(Collector):
             value=self.worker.core.filters.errors,
         )
         yield CounterMetricFamily(
+            "waitline_filter_oversized",
+            "`if` evaluations not run: the event fields read weigh more than the bound allows",
+            value=self.worker.core.filters.oversized,
+        )
+        yield CounterMetricFamily(
+            "waitline_refused_outputs",
+            "outputs the producer or broker refused, dead-lettered by reference",
+            value=self.worker.refused_outputs,
+        )
+        yield CounterMetricFamily(
             "waitline_input_gaps",
             "offset gaps in an input partition, each read again once",
             value=self.worker.input_gaps,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from typing import Any
@@ -201,21 +202,24 @@ def test_the_bound_names_the_limits() -> None:
     with pytest.raises(Refused) as info:
         analyse("[async.data.s]" + ".map(x, x + x)" * 40 + ".size() > 0")
     message = str(info.value)
-    assert "an event of 1 MiB and a context of 64 KiB" in message
-    assert "steps (budget 1.7e+07)" in message and "bytes of values (budget 64 MiB)" in message
+    assert "an event of 4 KiB and a context of 4 KiB" in message
+    assert "steps (budget 2.6e+05)" in message and "bytes of values (budget 2 MiB)" in message
 
 
 def test_the_bound_grows_with_the_caps() -> None:
     scan = 'async.data.tags.exists(t, t == "vip")'
-    small = _steps(scan, CostLimits(max_record_bytes=16_384))
-    large = _steps(scan)
+    small = _steps(scan, CostLimits(max_event_bytes=16_384, max_steps=math.inf, max_bytes=math.inf))
+    large = _steps(
+        scan, CostLimits(max_event_bytes=1 << 20, max_steps=math.inf, max_bytes=math.inf)
+    )
     assert small * 50 < large < small * 80  # linear in the event, with a constant part
     quadratic = "event.xs.exists(a, a in event.xs)"
-    assert analyse(quadratic, CostLimits(max_context_bytes=1024)).estimate.steps < 1e6
+    limits = CostLimits(max_context_bytes=1024, max_steps=math.inf)
+    assert analyse(quadratic, limits).estimate.steps < 1e6
 
 
 def test_two_fields_cost_no_more_than_one_whole_event() -> None:
-    limits = CostLimits(max_record_bytes=65_536)
+    limits = CostLimits(max_event_bytes=65_536, max_steps=math.inf, max_bytes=math.inf)
     one = _steps('async.data.a.exists(t, t == "x")', limits)
     two = _steps('async.data.a.exists(t, t == "x") || async.data.b.exists(t, t == "x")', limits)
     same = _steps('async.data.a.exists(t, t == "x") || async.data.a.exists(t, t == "x")', limits)
@@ -229,7 +233,7 @@ def test_nesting_over_small_literals_is_fine() -> None:
     assert (
         _steps(
             'async.data.items.exists(i, i.tags.exists(t, t == "x"))',
-            CostLimits(max_record_bytes=65_536),
+            CostLimits(max_event_bytes=65_536, max_steps=math.inf, max_bytes=math.inf),
         )
         < 2e6
     )
@@ -266,7 +270,7 @@ _scalars = st.one_of(st.integers(-1000, 1000), st.text(max_size=8), st.booleans(
 def test_values_never_exceed_their_size_bound(source: str, items: list[Any], text: str) -> None:
     candidate = {"name": "n", "data": {"l": items, "s": text}}
     record = len(json.dumps(candidate, ensure_ascii=False).encode())
-    estimator = _Estimator(CostLimits(max_record_bytes=record, max_context_bytes=2))
+    estimator = _Estimator(CostLimits(max_event_bytes=record, max_context_bytes=2))
     tree = _Parser(source).parse()
     bound = estimator.top(estimator.est(tree, estimator.roots).v.size)
     try:

@@ -149,7 +149,7 @@ def test_costly_expressions_do_not_compile(expr: str) -> None:
 
 def test_doubling_is_refused_for_its_memory_too() -> None:
     assert len(DOUBLING) == 588
-    with pytest.raises(FilterCompileError, match=r"bytes of values \(budget 64 MiB\)"):
+    with pytest.raises(FilterCompileError, match=r"bytes of values \(budget 2 MiB\)"):
         FilterCache().compile(DOUBLING)
 
 

@@ -335,3 +335,45 @@ def test_a_forwarded_copys_dead_letter_names_where_the_producer_wrote(core: Core
     assert named[HEADER_SOURCE] == b"events/5/99"
     assert named[HEADER_FORWARDED] == b"events/3/7"
     assert HEADER_ORIGIN not in named
+
+
+# -- `if` expressions --------------------------------------------------------------------------
+
+DOUBLING = "[async.data.s]" + ".map(x, x + x)" * 40 + ".size() > 0"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        pytest.param(DOUBLING, id="doubling"),
+        pytest.param("event.xs.exists(a, a in event.xs)", id="quadratic-over-context"),
+        pytest.param("event.xs.exists(a, a == 1) // )", id="comment-hides-nothing"),
+        pytest.param(
+            "async.data.l.all(a, async.data.l.exists(b, a == b)) // )", id="nested-with-comment"
+        ),
+    ],
+)
+def test_a_costly_if_is_rejected_at_registration(core: Core, expression: str) -> None:
+    value = _body(_registration(context={"xs": list(range(5000))}, **{"if": expression}))
+    out = core.core.process(core.state, _record(Source.WAIT_COMMANDS, value))
+    if expression.startswith("event.xs.exists(a, a == 1)"):
+        (rejected,) = resumes(out)  # a linear scan of 5,000 is within bounds... but not 10 KiB
+        assert "context fields `if` reads" in rejected["error"]
+        return
+    (rejected,) = resumes(out)
+    assert rejected["outcome"] == "rejected" and "too costly" in rejected["error"]
+    assert core.state.get_wait("w1") is None
+
+
+def test_an_event_whose_fields_an_if_reads_are_too_large_is_no_match(core: Core) -> None:
+    plain = _body(_registration(waitId="plain"))
+    filtered = _body(_registration(**{"if": "async.data.tags.exists(t, t == 'vip')"}))
+    for value in (filtered, plain):
+        assert core.core.process(core.state, _record(Source.WAIT_COMMANDS, value)) == []
+    event = _body(_event(data={"tags": ["x"] * 5000, "other": 1}))
+    out = core.core.process(core.state, _record(Source.EVENTS, event))
+    assert [r["waitId"] for r in resumes(out)] == ["plain"]  # the filtered wait is not judged
+    assert core.core.filters.oversized == 1
+    small = _body(_event(eventId="e2", data={"tags": ["vip"], "other": "y" * 50_000}))
+    out = core.core.process(core.state, _record(Source.EVENTS, small))
+    assert [r["waitId"] for r in resumes(out)] == ["w1"]  # only the fields it reads count

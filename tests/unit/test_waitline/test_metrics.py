@@ -34,9 +34,14 @@ class _Counters:
 
 
 def _worker() -> Any:
-    core = SimpleNamespace(counters=_Counters(), filters=SimpleNamespace(errors=0))
+    core = SimpleNamespace(counters=_Counters(), filters=SimpleNamespace(errors=0, oversized=0))
     return SimpleNamespace(
-        core=core, processed=5, input_gaps=0, input_gaps_recovered=0, stores={1: None}
+        core=core,
+        processed=5,
+        input_gaps=0,
+        input_gaps_recovered=0,
+        refused_outputs=0,
+        stores={1: None},
     )
 
 
