@@ -25,7 +25,13 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from processors.filters import FilterCache, FilterCompileError
-from processors.limits import MAX_CONTEXT_BYTES, MAX_METADATA_BYTES, MAX_REASON_CHARS
+from processors.limits import (
+    MAX_CONTEXT_BYTES,
+    MAX_METADATA_BYTES,
+    MAX_REASON_CHARS,
+    output_bytes,
+    record_size,
+)
 from processors.state import BufferedEvent, PartitionState, PendingWait
 from schemas.durations import parse_duration
 from schemas.keys import make_key
@@ -62,14 +68,11 @@ _NAMESPACE_BYTES = _RESUME_NAMESPACE.bytes
 HEADER_REASON = "waitline.error"
 HEADER_SOURCE = "waitline.source"
 # Written by the worker on a record it forwards to the partition of its pair: where the
-# producer wrote it, so that a dead letter of the forwarded copy names the original.
+# producer wrote it, kept on a dead letter of the forwarded copy.
 HEADER_ORIGIN = "waitline.origin"
-HEADER_FORWARDED = "waitline.forwarded"
 HEADER_SIZE = "waitline.size"
 HEADER_SHA256 = "waitline.sha256"
-_WORKER_HEADERS = frozenset(
-    {HEADER_REASON, HEADER_SOURCE, HEADER_ORIGIN, HEADER_FORWARDED, HEADER_SIZE, HEADER_SHA256}
-)
+_WORKER_HEADERS = frozenset({HEADER_REASON, HEADER_SOURCE, HEADER_SIZE, HEADER_SHA256})
 # The longest key a dead letter of a too-large record carries (a pair's key is a few KiB at most).
 _MAX_CARRIED_KEY = 4_096
 
@@ -152,6 +155,7 @@ class Counters:
     cancels_unknown: int = 0
     timers_stale: int = 0
     timers_early: int = 0
+    resumes_without_event: int = 0
     dead_letters: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
@@ -185,32 +189,40 @@ class Correlator:
         value = record.value
         if value is None:
             return self._dead_letter(record, "record has no value (tombstones are not accepted)")
-        size = len(value)
-        if record.key is not None:
-            size += len(record.key)
-        if record.headers:
-            size += sum(len(name) + len(v or b"") for name, v in record.headers)
-        if size > self.settings.max_record_bytes:
-            return self._too_large(state, record, size)
+        # The record's time first: every refusal below stamps what it writes with a time that
+        # fits (past year 9999 no deadline, expiry or resume time does).
+        late = None
         if record.timestamp > MAX_EPOCH_MS:
-            # "now" for every rule; past year 9999 no deadline, expiry or resume time fits.
-            reason = f"record timestamp {record.timestamp} is after the year 9999"
-            return self._refuse(state, replace(record, timestamp=MAX_EPOCH_MS), reason)
-        if (
+            late = f"record timestamp {record.timestamp} is after the year 9999"
+            record = replace(record, timestamp=MAX_EPOCH_MS)
+        elif (
             record.wall
             and not record.broker_time
             and record.timestamp > record.wall + self.settings.max_clock_skew_ms
         ):
             # A producer's clock is not to be trusted that far: a registration stamped in year
             # 3000 would never time out, an event would be kept until then.
-            reason = (
+            late = (
                 f"record timestamp {record.timestamp} is {record.timestamp - record.wall} ms "
                 f"ahead of the worker's clock (the limit is {self.settings.max_clock_skew_ms})"
             )
-            return self._refuse(state, replace(record, timestamp=record.wall), reason)
+            record = replace(record, timestamp=record.wall)
+        size = record_size(record.key, value, record.headers)
+        if size > self.settings.max_record_bytes:
+            return self._too_large(state, record, size)
+        if late is not None:
+            return self._refuse(state, record, late)
         if record.source is Source.EVENTS:
             return self._on_event_record(state, record)
         return self._on_wait_command_record(state, record)
+
+    def dead_letter(self, record: InputRecord, reason: str) -> list[Emit]:
+        """Dead-letter ``record`` with ``reason`` (for the run loop's last line of defence)."""
+        if record_size(record.key, record.value, record.headers) > self.settings.max_record_bytes:
+            value = record.value or b""
+            reference = replace(record, key=carried_key(record.key), value=None, headers=())
+            return self._dead_letter(reference, reason, reference_headers(value))
+        return self._dead_letter(record, reason)
 
     def due_timers(
         self, state: PartitionState, now: int, partition: int, limit: int, since: int = 0
@@ -341,8 +353,9 @@ class Correlator:
             return [Emit(Target.RESUMES, _run_id_of(original, reg.run_id), original)]
         problem = _registration_problem(record.value or b"", reg)
         if problem is not None:
-            metadata = None if "metadata" in problem else reg.metadata
-            return self._reject(state, record, reg.wait_id, reg.run_id, problem, metadata)
+            reason, metadata_fits = problem
+            metadata = reg.metadata if metadata_fits else None
+            return self._reject(state, record, reg.wait_id, reg.run_id, reason, metadata)
         if reg.if_ is not None:
             try:
                 self.filters.compile(reg.if_)
@@ -437,6 +450,22 @@ class Correlator:
             wait.registered_at,
             max(now, wait.registered_at),
         )
+        if event is not None and len(resume) > output_bytes(self.settings.max_record_bytes):
+            # Written back, its numbers in full, the event outgrew what a resume may carry.
+            self.counters.resumes_without_event += 1
+            resume = _resume_json(
+                resume_id_for(wait.wait_id, wait.registered_at),
+                wait.wait_id,
+                wait.run_id,
+                outcome,
+                action,
+                None,
+                f"the matching event {event.get('eventId')!r} is too large to carry in a resume "
+                f"({len(resume)} bytes); read it from the events topic",
+                wait.metadata,
+                wait.registered_at,
+                max(now, wait.registered_at),
+            )
         state.mark_resolved(wait.wait_id, now + self.settings.tombstone_retention_ms, resume)
         self.counters.outcomes[outcome] = self.counters.outcomes.get(outcome, 0) + 1
         return Emit(Target.RESUMES, wait.run_id.encode(), resume)
@@ -499,34 +528,32 @@ class Correlator:
         ids = None
         if record.source is Source.WAIT_COMMANDS:  # a runner puts its ids first
             ids = _scan_ids(value[:_SALVAGE_PREFIX])
-        key = record.key if record.key is None or len(record.key) <= _MAX_CARRIED_KEY else None
-        reference = replace(record, key=key, value=None, headers=())
-        extra = (
-            (HEADER_SIZE, str(size).encode()),
-            (HEADER_SHA256, hashlib.sha256(value).hexdigest().encode()),
-        )
-        return self._refuse(state, reference, reason, extra, ids)
+        reference = replace(record, key=carried_key(record.key), value=None, headers=())
+        return self._refuse(state, reference, reason, reference_headers(value, size), ids)
 
     def _dead_letter(self, record: InputRecord, reason: str, extra: Headers = ()) -> list[Emit]:
         """The record as it came (key, value, headers, timestamp), its headers of the worker's
-        names replaced by the worker's: the reason and where the producer wrote it."""
+        names replaced by the worker's: the reason and where it was read (a copy the worker
+        forwarded keeps ``waitline.origin``, where the producer wrote it)."""
         self.counters.dead_letters += 1
         here = f"{record.source.value}/{record.partition}/{record.offset}".encode()
-        origin = None
-        headers: list[tuple[str, bytes | None]] = []
-        for name, value in record.headers:
-            if name == HEADER_ORIGIN:
-                origin = value
-            elif name not in _WORKER_HEADERS:
-                headers.append((name, value))
-        headers.append((HEADER_REASON, _clip(reason).encode()))
-        if origin:  # a copy forwarded by a worker from where the producer wrote it
-            headers += [(HEADER_SOURCE, origin), (HEADER_FORWARDED, here)]
-        else:
-            headers.append((HEADER_SOURCE, here))
-        headers.extend(extra)
+        headers = [h for h in record.headers if h[0] not in _WORKER_HEADERS]
+        headers += [(HEADER_REASON, _clip(reason).encode()), (HEADER_SOURCE, here), *extra]
         kept = tuple(headers)
         return [Emit(Target.DEAD_LETTERS, record.key, record.value, kept, None, record.timestamp)]
+
+
+def reference_headers(value: bytes, size: int | None = None) -> Headers:
+    """What a dead letter carries in place of a record it cannot copy: its size and digest."""
+    return (
+        (HEADER_SIZE, str(len(value) if size is None else size).encode()),
+        (HEADER_SHA256, hashlib.sha256(value).hexdigest().encode()),
+    )
+
+
+def carried_key(key: bytes | None) -> bytes | None:
+    """A key as a dead letter by reference carries it: a key of over 4 KiB is left out."""
+    return key if key is None or len(key) <= _MAX_CARRIED_KEY else None
 
 
 def _wire_event(event: Event, timestamp: int) -> dict[str, Any]:
@@ -611,7 +638,8 @@ def _salvage_ids(raw: bytes) -> tuple[str, str] | None:
 
 
 # A top-level JSON token: a string, a bracket, a colon or comma, or a bare literal.
-_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+', re.DOTALL)
+# Possessive, and an unterminated string runs to the end: linear on any input.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|[{}\[\]:,]|[^\s{}\[\]:,"]++', re.DOTALL)
 _SALVAGE_PREFIX = 65_536  # of a too-large record, where its ids are looked for
 
 
@@ -655,11 +683,22 @@ def _json_string(token: bytes) -> str | None:
     return text if isinstance(text, str) else None
 
 
+def _encodable(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form (``json.loads`` lets lone surrogates through)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _ids_of(kind: Any, wait_id: Any, run_id: Any) -> tuple[str, str] | None:
     if kind != "register":
         return None
     for value in (wait_id, run_id):
         if not isinstance(value, str) or not 0 < len(value) <= _MAX_ID_CHARS:
+            return None
+        if not _encodable(value):
             return None
     return wait_id, run_id
 
@@ -669,7 +708,7 @@ _MAX_ID_CHARS = 512  # as the models' identifiers
 # A number JSON can only carry as NaN, an infinity or a float too large for a double: Python's
 # parser and pydantic's accept all three (as nan and inf) and write them back as null. Most
 # records hold no such text, and only those that do are walked.
-_NON_FINITE_HINT = re.compile(rb"NaN|Infinity|[eE]\+?0*[1-9][0-9]{2}|[0-9]{300}")
+_NON_FINITE_HINT = re.compile(rb"NaN|Infinity|[0-9][eE]|(?<![0-9])[0-9]{300}")
 
 
 def _maybe_non_finite(raw: bytes | None) -> bool:
@@ -691,21 +730,30 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-def _registration_problem(raw: bytes, reg: WaitRegistration) -> str | None:
-    """Why a valid registration cannot be kept: a non-finite number, or a ``context`` or
-    ``metadata`` over its size limit (``processors.limits``)."""
+# How much larger JSON can come out than it went in: a number is written in full
+# (``1e15`` becomes ``1000000000000000.0``); nothing else grows.
+_MAX_GROWTH = 5
+
+
+def _registration_problem(raw: bytes, reg: WaitRegistration) -> tuple[str, bool] | None:
+    """Why a valid registration cannot be kept (a non-finite number, or a ``context`` or
+    ``metadata`` over its size limit as waitline writes it), and whether its metadata may go
+    back in the ``rejected`` resume."""
     if _maybe_non_finite(raw) and (_non_finite(reg.context) or _non_finite(reg.metadata)):
-        return "invalid wait command: context or metadata holds NaN or an infinite number"
-    if len(raw) <= min(MAX_CONTEXT_BYTES, MAX_METADATA_BYTES):
-        return None  # neither can be larger than the record
+        return "invalid wait command: context or metadata holds NaN or an infinite number", False
+    if len(raw) * _MAX_GROWTH <= min(MAX_CONTEXT_BYTES, MAX_METADATA_BYTES):
+        return None  # neither can come out larger than its limit
+    problems = []
+    metadata_fits = True
     for name, value, limit in (
         ("context", reg.context, MAX_CONTEXT_BYTES),
         ("metadata", reg.metadata, MAX_METADATA_BYTES),
     ):
         size = len(to_json(value)) if value is not None else 0
         if size > limit:
-            return f"{name} of {size} bytes exceeds the limit of {limit}"
-    return None
+            problems.append(f"{name} of {size} bytes exceeds the limit of {limit}")
+            metadata_fits = name != "metadata" and metadata_fits
+    return ("; ".join(problems), metadata_fits) if problems else None
 
 
 def _clip(reason: str) -> str:

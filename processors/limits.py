@@ -21,6 +21,8 @@ accepted input size ``max_record_bytes`` (``WAITLINE_MAX_RECORD_BYTES``, 1 MiB b
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "MAX_CONTEXT_BYTES",
     "MAX_FILTER_INPUT_BYTES",
@@ -28,6 +30,7 @@ __all__ = [
     "MAX_REASON_CHARS",
     "output_bytes",
     "producer_max_bytes",
+    "record_size",
 ]
 
 MAX_METADATA_BYTES = 65_536
@@ -54,3 +57,17 @@ def output_bytes(max_record_bytes: int) -> int:
 def producer_max_bytes(max_record_bytes: int) -> int:
     """librdkafka's ``message.max.bytes`` for waitline's producers."""
     return output_bytes(max_record_bytes) + _FRAME_OVERHEAD
+
+
+# A record header's framing (the varints of its name's and value's lengths), rounded up.
+_HEADER_OVERHEAD = 16
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Any = ()) -> int:
+    """A record's size as the limits count it: key, value and headers (name, value, framing)."""
+    size = len(value or b"")
+    if key is not None:
+        size += len(key)
+    if headers:
+        size += sum(len(name.encode()) + len(v or b"") + _HEADER_OVERHEAD for name, v in headers)
+    return size

@@ -54,7 +54,6 @@ they are committed in a transaction after the batch's.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import logging
 import threading
@@ -79,8 +78,6 @@ from confluent_kafka import (
 from processors.correlation import (
     HEADER_ORIGIN,
     HEADER_REASON,
-    HEADER_SHA256,
-    HEADER_SIZE,
     CoreSettings,
     Correlator,
     Emit,
@@ -88,9 +85,11 @@ from processors.correlation import (
     InputRecord,
     Source,
     Target,
+    carried_key,
+    reference_headers,
 )
 from processors.gaps import OffsetGaps
-from processors.limits import producer_max_bytes
+from processors.limits import MAX_REASON_CHARS, producer_max_bytes, record_size
 from processors.restore import Restorer
 from processors.store import PartitionStore
 from schemas.keys import partition_for
@@ -98,18 +97,8 @@ from schemas.keys import partition_for
 __all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
 
 _UNASSIGNED = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks
-# Errors that refuse one record for what it is (its size, its timestamp, its form): sending it
-# again fails again, so it is dead-lettered instead of failing the batch.
-_REFUSED = frozenset(
-    {
-        KafkaError.MSG_SIZE_TOO_LARGE,
-        KafkaError.INVALID_MSG_SIZE,
-        KafkaError.RECORD_LIST_TOO_LARGE,
-        KafkaError.INVALID_RECORD,
-        KafkaError.INVALID_TIMESTAMP,
-        KafkaError.INVALID_MSG,
-    }
-)
+# A timer command whose wait is still pending this long after it was sent goes again.
+TIMER_RESEND_S = 5.0
 
 log = logging.getLogger("waitline.worker")
 
@@ -163,6 +152,9 @@ class Worker:
             config.topics[Target.WAIT_COMMANDS]: Source.WAIT_COMMANDS,
         }
         self._sent_timers: dict[int, set[bytes]] = {}
+        # Per partition, timer commands sent and not yet seen resolving: command -> (when, it).
+        self._unresolved: dict[int, dict[bytes, tuple[float, Emit]]] = {}
+        self._next_resend_check = 0.0
         self._timer_mark: dict[int, int] = {}  # per partition: timers before it were sent
         self._last_purge = time.monotonic()
         self._next_timer_scan = 0.0
@@ -172,8 +164,8 @@ class Worker:
         self._topic_of = {source: topic for topic, source in self._sources.items()}
         self._gaps = OffsetGaps(self._seek)  # input partitions whose offsets jump: read again
         self._delivery_errors: list[str] = []
-        self._refused: list[tuple[str, bytes | None, bytes | None, str]] = []
         self.refused_outputs = 0
+        self.failed_records = 0
         self._changelog_next: dict[int, int] = {}
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -292,7 +284,7 @@ class Worker:
         max_bytes = self.config.core.max_record_bytes
         budget_end = time.monotonic() + self.config.apply_budget_ms / 1000
         for index, msg in enumerate(messages):
-            if not index & 127 and index and time.monotonic() > budget_end:
+            if index and time.monotonic() > budget_end:
                 skipped += self._read_again(messages[index:], rereading)
                 break
             error = msg.error()
@@ -333,7 +325,7 @@ class Worker:
                     target = partition_of[key] = partition_for(key, partitions)
             kind, ts = msg.timestamp()
             value = msg.value()
-            if target != partition and len(value or b"") + len(key or b"") <= max_bytes:
+            if target != partition and record_size(key, value, headers) <= max_bytes:
                 # Produced with another partitioner: forward to where the pair lives, as it
                 # was, naming where it was written. (A record too large to copy is refused
                 # here: the core dead-letters it.)
@@ -343,28 +335,40 @@ class Worker:
                 forward = (*kept, (HEADER_ORIGIN, here))
                 emits.append(Emit(back, key, value, forward, target, ts if ts > 0 else None))
             else:
-                extend(
-                    process(
-                        state,
-                        InputRecord(
-                            source,
-                            key,
-                            value,
-                            ts if ts > 0 else now_ms,
-                            partition,
-                            offset,
-                            headers,
-                            now_ms,
-                            kind == TIMESTAMP_LOG_APPEND_TIME,
-                        ),
-                    )
+                record = InputRecord(
+                    source,
+                    key,
+                    value,
+                    ts if ts > 0 else now_ms,
+                    partition,
+                    offset,
+                    headers,
+                    now_ms,
+                    kind == TIMESTAMP_LOG_APPEND_TIME,
                 )
+                try:
+                    extend(process(state, record))
+                except Exception as exc:  # a defect, not bad input: the core refuses that
+                    extend(self._failed(record, exc))
             reached[where] = offset
         offsets: dict[int, dict[str, int]] = {}
         for (topic, partition), offset in reached.items():
             offsets.setdefault(partition, {})[sources[topic].value] = offset + 1
         self.processed += len(messages) - skipped  # those come again
         return emits, offsets
+
+    def _failed(self, record: InputRecord, exc: Exception) -> list[Emit]:
+        """The last line of defence for a record the core raised on: it goes to the dead-letter
+        topic with the error, and the partition moves on instead of failing on it for ever."""
+        self.failed_records += 1
+        log.error(
+            "processing %s/%d/%d failed: it is dead-lettered",
+            record.source.value,
+            record.partition,
+            record.offset,
+            exc_info=exc,
+        )
+        return self.core.dead_letter(record, f"processing failed: {type(exc).__name__}: {exc}")
 
     def _read_again(self, rest: list[Message], rereading: set[tuple[str, int]]) -> int:
         """Seek each input partition of ``rest`` (records the batch's time budget left
@@ -569,12 +573,19 @@ class Worker:
             due = self.core.due_timers(store.state, now, partition, limit, since)
             # A timer command is sent once; it stays due until the worker reads it back.
             sent = self._sent_timers.get(partition, set())
-            emits.extend(emit for emit in due if emit.value not in sent)
+            fresh = [emit for emit in due if emit.value not in sent]
+            emits.extend(fresh)
             self._sent_timers[partition] = {emit.value or b"" for emit in due}
+            unresolved = self._unresolved.setdefault(partition, {})
+            for emit in fresh:
+                unresolved[emit.value or b""] = (tick, emit)
             if len(due) < limit:
                 self._timer_mark[partition] = now + 1
             else:  # more are due: the next scan starts at the last deadline seen
                 self._timer_mark[partition] = _timer_deadline(due[-1].value, since)
+        if tick >= self._next_resend_check:
+            self._next_resend_check = tick + TIMER_RESEND_S / 4
+            emits.extend(self._timers_to_resend(tick))
         if not emits:
             return
         producer = self._producer
@@ -594,6 +605,30 @@ class Worker:
             self._sent_timers.clear()
             self._timer_mark.clear()
             producer.abort_transaction(30)
+
+    def _timers_to_resend(self, tick: float) -> list[Emit]:
+        """Timer commands sent ``TIMER_RESEND_S`` ago whose wait is still pending with their
+        deadline: the core did not act on them (a broker's clock behind the worker's stamped
+        them before the deadline, a failed transaction, a clock stepped back), so they go
+        again. Those whose wait resolved are forgotten."""
+        again: list[Emit] = []
+        for partition, unresolved in self._unresolved.items():
+            store = self.stores.get(partition)
+            if store is None:
+                continue
+            for command, (sent, emit) in list(unresolved.items()):
+                if tick - sent < TIMER_RESEND_S:
+                    continue
+                fields = json.loads(command)
+                wait = store.state.get_wait(fields["waitId"])
+                if wait is not None and wait.deadline == fields["deadline"]:
+                    again.append(emit)
+                    unresolved[command] = (tick, emit)
+                else:
+                    del unresolved[command]
+        if again:
+            log.info("%d timer commands were not acted on: sent again", len(again))
+        return again
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()
@@ -666,39 +701,31 @@ class Worker:
             except BufferError:
                 producer.poll(0.05)
             except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                if on_delivery != self._on_delivery or not _is_refusal(error):
+                # librdkafka refuses a record over message.max.bytes before it is queued (in a
+                # transaction too, which it leaves unharmed): sent again, it fails again.
+                dead_letters = self.config.topics[Target.DEAD_LETTERS]
+                refused = exc.args[0].code() if exc.args else None
+                if refused != KafkaError.MSG_SIZE_TOO_LARGE or topic == dead_letters:
                     raise
                 self._refuse(topic, key, value, str(exc))
                 return
 
     def _refuse(self, topic: str, key: bytes | None, value: bytes | None, why: str) -> None:
-        """The last line of defence for an output the producer or broker refuses for what it
-        is: a reference to it (topic, key, size, digest) goes to the dead-letter topic and the
-        batch goes on, rather than failing, being read again and failing again."""
+        """The last line of defence for an output too large for the producer: a reference to
+        it (topic, key, size, digest) goes to the dead-letter topic and the batch goes on,
+        rather than failing, being read again and failing again."""
         self.refused_outputs += 1
         log.error("an output to %s was refused (%s): it is dead-lettered by reference", topic, why)
-        body = value or b""
-        headers: Headers = (
-            (HEADER_REASON, f"output to {topic} refused: {why}"[:1000].encode()),
-            (HEADER_SIZE, str(len(body)).encode()),
-            (HEADER_SHA256, hashlib.sha256(body).hexdigest().encode()),
-        )
-        carried = key if key is None or len(key) <= 4096 else None
+        reason = (HEADER_REASON, f"output to {topic} refused: {why}"[:MAX_REASON_CHARS].encode())
+        headers: Headers = (reason, *reference_headers(value or b""))
         dead_letters = self.config.topics[Target.DEAD_LETTERS]
-        self._send(dead_letters, carried, None, None, self._on_delivery, headers)
+        self._send(dead_letters, carried_key(key), None, None, self._on_delivery, headers)
 
     def _flush(self) -> None:
         producer = self._producer
         assert producer is not None
-        while True:
-            while producer.flush(5.0) > 0:
-                log.warning("waiting for the broker to acknowledge outputs")
-            if not self._refused:
-                break
-            refused, self._refused = self._refused, []
-            for topic, key, value, why in refused:  # their references, acknowledged in turn
-                self._refuse(topic, key, value, why)
+        while producer.flush(5.0) > 0:
+            log.warning("waiting for the broker to acknowledge outputs")
         self._check_deliveries()
 
     def _check_deliveries(self) -> None:
@@ -707,25 +734,16 @@ class Worker:
             raise WorkerError(f"{len(errors)} records were not delivered: {errors[0]}")
 
     def _on_delivery(self, error: KafkaError | None, msg: Message) -> None:
-        if error is None:
-            return
-        if _is_refusal(error) and msg.topic() != self.config.topics[Target.DEAD_LETTERS]:
-            self._refused.append((msg.topic() or "", msg.key(), msg.value(), error.str()))
-            return
-        self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
+        if error is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {error.str()}")
 
     def _on_timer_delivery(self, error: KafkaError | None, msg: Message) -> None:
         """A timer command that was not delivered goes again with its partition's next scan: the
         scan starts at its deadline at the latest, and it is no longer counted as sent."""
-        partition, value = msg.partition() or 0, msg.value() or b""  # produced to its partition
         if error is None:
-            kind, stamp = msg.timestamp()
-            if kind != TIMESTAMP_LOG_APPEND_TIME or stamp >= _timer_deadline(value, 0):
-                return
-            # The broker's clock stamped it before the deadline: the core will not act on it.
-            log.info("a timer command was stamped before its deadline, it will be sent again")
-        else:
-            log.warning("a timer command was not delivered, it will be sent again: %s", error.str())
+            return
+        log.warning("a timer command was not delivered, it will be sent again: %s", error.str())
+        partition, value = msg.partition() or 0, msg.value() or b""  # produced to its partition
         self._sent_timers.get(partition, set()).discard(value)
         if partition in self._timer_mark:
             mark = self._timer_mark[partition]
@@ -854,6 +872,7 @@ class Worker:
                 store.close()
             self._paused.pop(number, None)
             self._sent_timers.pop(number, None)
+            self._unresolved.pop(number, None)
             self._timer_mark.pop(number, None)
             self._changelog_next.pop(number, None)
             for source in self._sources.values():
@@ -916,7 +935,3 @@ def _headers(raw: Any) -> Headers:
         (name, value if value is None or isinstance(value, bytes) else value.encode())
         for name, value in items
     )
-
-
-def _is_refusal(error: Any) -> bool:
-    return isinstance(error, KafkaError) and error.code() in _REFUSED

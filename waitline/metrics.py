@@ -54,6 +54,11 @@ class WorkerCollector(Collector):
             value=self.worker.core.filters.oversized,
         )
         yield CounterMetricFamily(
+            "waitline_failed_records",
+            "input records the worker failed on, dead-lettered with the error (a defect)",
+            value=self.worker.failed_records,
+        )
+        yield CounterMetricFamily(
             "waitline_refused_outputs",
             "outputs the producer or broker refused, dead-lettered by reference",
             value=self.worker.refused_outputs,

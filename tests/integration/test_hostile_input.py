@@ -213,8 +213,8 @@ def forwarded_garbage(stack: Stack, uid: str) -> None:
     stack.produce_raw("events", key, b"garbage", partition=wrong)
     dead = _dead_letter_of(stack, key)
     headers = dict(dead.headers())
-    assert headers["waitline.source"].decode().startswith(f"events/{wrong}/")
-    assert headers["waitline.forwarded"].decode().startswith(f"events/{right}/")
+    assert headers["waitline.origin"].decode().startswith(f"events/{wrong}/")
+    assert headers["waitline.source"].decode().startswith(f"events/{right}/")
 
 
 def hostile_keys(stack: Stack, uid: str) -> None:

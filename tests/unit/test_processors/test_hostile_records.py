@@ -11,7 +11,6 @@ import pytest
 from coreharness import Core, dead_letters, resumes
 
 from processors.correlation import (
-    HEADER_FORWARDED,
     HEADER_ORIGIN,
     HEADER_REASON,
     HEADER_SOURCE,
@@ -332,9 +331,8 @@ def test_a_forwarded_copys_dead_letter_names_where_the_producer_wrote(core: Core
     headers = ((HEADER_ORIGIN, b"events/5/99"),)
     (dead,) = core.core.process(core.state, _record(Source.EVENTS, b"garbage", headers=headers))
     named = dict(dead.headers)
-    assert named[HEADER_SOURCE] == b"events/5/99"
-    assert named[HEADER_FORWARDED] == b"events/3/7"
-    assert HEADER_ORIGIN not in named
+    assert named[HEADER_ORIGIN] == b"events/5/99"  # as the forwarding worker wrote it
+    assert named[HEADER_SOURCE] == b"events/3/7"  # where the worker read it
 
 
 # -- `if` expressions --------------------------------------------------------------------------
@@ -377,3 +375,57 @@ def test_an_event_whose_fields_an_if_reads_are_too_large_is_no_match(core: Core)
     small = _body(_event(eventId="e2", data={"tags": ["vip"], "other": "y" * 50_000}))
     out = core.core.process(core.state, _record(Source.EVENTS, small))
     assert [r["waitId"] for r in resumes(out)] == ["w1"]  # only the fields it reads count
+
+
+# -- found by review: growth, surrogates, slow scans -------------------------------------------
+
+
+def test_an_event_that_grows_when_written_back_still_fits_its_resume(core: Core) -> None:
+    """``1e15`` comes back as ``1000000000000000.0``: a 1 MiB event of them would make a resume
+    of 4 MB. The resume then names the event instead of carrying it."""
+    _registered(core)
+    limit = core.core.settings.max_record_bytes
+    numbers = ",".join(["1e15"] * ((limit - 200) // 5))
+    value = b'{"eventId":"big","name":"a","correlationKey":"b","data":{"x":[' + numbers.encode()
+    value += b"]}}"
+    (resume,) = core.core.process(core.state, _record(Source.EVENTS, value))
+    assert resume.value is not None and len(resume.value) <= output_bytes(limit)
+    body = json.loads(resume.value)
+    assert (body["outcome"], body["event"]) == ("matched", None)
+    assert "'big' is too large to carry" in body["error"]
+    assert core.core.counters.resumes_without_event == 1
+
+
+def test_metadata_is_measured_as_written_back(core: Core) -> None:
+    metadata = b"[" + b",".join([b"1e15"] * 13_000) + b"]"  # 65 KB in, 247 KB out
+    value = _body(_registration()).replace(b"}", b',"metadata":' + metadata + b"}")
+    out = core.core.process(core.state, _record(Source.WAIT_COMMANDS, value))
+    (rejected,) = resumes(out)
+    assert "metadata of" in rejected["error"] and rejected["metadata"] is None
+
+
+def test_ids_that_are_not_unicode_are_not_salvaged(core: Core) -> None:
+    value = b'{"waitId":"w","runId":"\\ud800","timeout":"soon"}'
+    out = core.core.process(core.state, _record(Source.WAIT_COMMANDS, value))
+    assert [e.target for e in out] == [Target.DEAD_LETTERS]
+
+
+def test_an_unterminated_string_of_escapes_is_scanned_in_linear_time(core: Core) -> None:
+    """Quadratic before: a 64 KiB body took 36 s, 1 MiB would take hours (pytest's timeout)."""
+    value = b'{"waitId":"w1","runId":"r1","x":"' + b'\\"' * 500_000
+    out = core.core.process(core.state, _record(Source.WAIT_COMMANDS, value))
+    assert resumes(out)[0]["waitId"] == "w1"
+
+
+def test_an_infinity_without_a_large_exponent_is_refused(core: Core) -> None:
+    value = _body(_event()).replace(b"}", b',"data":{"x":2' + b"0" * 310 + b"e99}}")
+    (dead,) = core.core.process(core.state, _record(Source.EVENTS, value))
+    assert "NaN or an infinite number" in _reason(dead)
+
+
+def test_a_too_large_registration_stamped_after_9999_gets_a_valid_resume(core: Core) -> None:
+    limit = core.core.settings.max_record_bytes
+    value = _body(_registration(context={"blob": "x" * limit}))
+    out = core.core.process(core.state, _record(Source.WAIT_COMMANDS, value, 10**16, wall=0))
+    (rejected,) = resumes(out)
+    assert rejected["registeredAt"] <= 253_402_300_799_999

@@ -82,34 +82,11 @@ def test_an_output_refused_at_produce_is_dead_lettered_by_reference(worker: Work
     assert worker.refused_outputs == 1
 
 
-def test_an_output_refused_by_the_broker_is_dead_lettered_after_the_flush(worker: Worker) -> None:
-    producer = _producer(worker)
-    producer.refused_later.add(RESUMES)
-    worker._produce([Emit(Target.RESUMES, b"run-1", b"{}")])
-    worker._flush()
-    assert [r["topic"] for r in producer.records] == [RESUMES, DEAD]
-    assert worker.refused_outputs == 1 and not worker._delivery_errors
-
-
 def test_other_delivery_errors_still_fail_the_batch(worker: Worker) -> None:
     _producer(worker).failing.add(RESUMES)
     worker._produce([Emit(Target.RESUMES, b"run-1", b"{}")])
     with pytest.raises(Exception, match="not delivered"):
         worker._flush()
-
-
-def test_a_batch_over_its_time_budget_is_cut_and_its_rest_read_again(worker: Worker) -> None:
-    worker.config = dataclasses.replace(worker.config, apply_budget_ms=0)
-    batch = [
-        record(Target.EVENTS, o, {"eventId": f"e{o}", "name": "n", "correlationKey": "k"}, 1)
-        for o in range(300)
-    ]
-    _, reached = worker._apply(batch)
-    assert reached == {PART: {"events": 128}}  # the budget is checked every 128 records
-    assert worker._consumer.seeks == [(TOPICS[Target.EVENTS], PART, 128)]  # type: ignore[union-attr]
-    _, reached = worker._apply(batch[128:256])  # the rest comes again, in order
-    assert reached == {PART: {"events": 256}}
-    assert worker.processed == 256
 
 
 def test_a_forwarded_record_keeps_its_time_and_headers_and_names_its_origin(worker: Worker) -> None:
@@ -144,26 +121,97 @@ def test_the_producer_has_room_for_the_largest_output(worker: Worker) -> None:
     assert worker._producer_config()["message.max.bytes"] == limit * 2  # never less
 
 
-def test_a_timer_stamped_by_the_broker_before_its_deadline_is_sent_again(worker: Worker) -> None:
-    deadline = 5_000
-    command = json.dumps({"type": "timer", "deadline": deadline}).encode()
-    worker._sent_timers[PART] = {command}
-    worker._timer_mark[PART] = 9_000
-    on_time = Message(topic="t", partition=PART, value=command, timestamp=(2, deadline))
-    worker._on_timer_delivery(None, on_time)
-    assert worker._sent_timers[PART] == {command}
-    early = Message(topic="t", partition=PART, value=command, timestamp=(2, deadline - 1))
-    worker._on_timer_delivery(None, early)
-    assert worker._sent_timers[PART] == set() and worker._timer_mark[PART] == deadline
+def test_an_output_the_broker_refuses_fails_the_batch(worker: Worker) -> None:
+    """Only a refusal before the record is queued is taken as final: a broker's may be about a
+    whole batch of records, or (exactly-once) leave the transaction unusable."""
+    _producer(worker).refused_later.add(RESUMES)
+    worker._produce([Emit(Target.RESUMES, b"run-1", b"{}")])
+    with pytest.raises(Exception, match="not delivered"):
+        worker._flush()
+    assert worker.refused_outputs == 0
 
 
-def test_a_cut_batch_does_not_skip_a_gap_being_read_again(worker: Worker) -> None:
-    worker.config = dataclasses.replace(worker.config, apply_budget_ms=0)
-    offsets = [*range(127), *range(130, 200)]  # 127-129 missing: read again from 127
-    batch = [
-        record(Target.EVENTS, o, {"eventId": f"e{o}", "name": "n", "correlationKey": "k"}, 1)
-        for o in offsets
-    ]
+class StepClock:
+    """``time.monotonic`` for the run loop: each call one second later than the one before."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def _events(offsets: list[int]) -> list[Message]:
+    body = {"name": "n", "correlationKey": "k"}
+    return [record(Target.EVENTS, o, {"eventId": f"e{o}", **body}, 1) for o in offsets]
+
+
+def test_a_batch_over_its_time_budget_is_cut_and_its_rest_read_again(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("processors.runtime.time.monotonic", StepClock())
+    worker.config = dataclasses.replace(worker.config, apply_budget_ms=127_000)  # 127 records
+    batch = _events(list(range(300)))
     _, reached = worker._apply(batch)
+    assert reached == {PART: {"events": 128}}
+    assert worker._consumer.seeks == [(TOPICS[Target.EVENTS], PART, 128)]  # type: ignore[union-attr]
+    _, reached = worker._apply(batch[128:256])  # the rest comes again, in order
+    assert reached == {PART: {"events": 256}}
+    assert worker.processed == 256
+
+
+def test_a_cut_batch_does_not_skip_a_gap_being_read_again(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("processors.runtime.time.monotonic", StepClock())
+    worker.config = dataclasses.replace(worker.config, apply_budget_ms=127_000)
+    _, reached = worker._apply(_events([*range(127), *range(130, 200)]))  # 127-129 missing
     assert reached == {PART: {"events": 127}}
     assert worker._consumer.seeks == [(TOPICS[Target.EVENTS], PART, 127)]  # type: ignore[union-attr]
+
+
+def test_a_record_the_core_raises_on_is_dead_lettered_and_the_batch_goes_on(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = worker.core.process
+
+    def process(state: Any, rec: Any) -> Any:
+        if rec.offset == 1:
+            raise RuntimeError("a defect")
+        return original(state, rec)
+
+    monkeypatch.setattr(worker.core, "process", process)
+    emits, reached = worker._apply(_events([0, 1, 2]))
+    assert reached == {PART: {"events": 3}}
+    (dead,) = emits
+    assert dead.target is Target.DEAD_LETTERS and dead.value is not None
+    assert dict(dead.headers)["waitline.error"] == b"processing failed: RuntimeError: a defect"
+    assert worker.failed_records == 1
+
+
+def test_a_timer_not_acted_on_is_sent_again_until_its_wait_resolves(
+    worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = StepClock()
+    monkeypatch.setattr("processors.runtime.time.monotonic", clock)
+    body = {"waitId": "w", "runId": "r", "name": "n", "correlationKey": "k", "timeout": "1ms"}
+    emits, _ = worker._apply([record(Target.WAIT_COMMANDS, 0, body, 1_000)])
+    assert emits == []
+    worker._fire_timers()  # sent: the wait's deadline passed long ago
+    producer = _producer(worker)
+    assert [r["topic"] for r in producer.records] == [TOPICS[Target.WAIT_COMMANDS]]
+    command = producer.records[0]["value"]
+    clock.now += 10  # not read back (say, stamped before its deadline by the broker)
+    worker._next_timer_scan = 0.0
+    worker._fire_timers()
+    assert [r["value"] for r in producer.records] == [command, command]
+    # Read back and acted on: the wait resolved, the command is forgotten.
+    timer = Message(topic=TOPICS[Target.WAIT_COMMANDS], partition=PART, offset=1, key=KEY,
+                    value=command, timestamp=(1, 5_000))  # fmt: skip
+    emits, _ = worker._apply([timer])
+    assert [e.target for e in emits] == [Target.RESUMES]
+    clock.now += 10
+    worker._next_timer_scan = 0.0
+    worker._fire_timers()
+    assert len(producer.records) == 2 and worker._unresolved[PART] == {}

@@ -41,6 +41,7 @@ def _worker() -> Any:
         input_gaps=0,
         input_gaps_recovered=0,
         refused_outputs=0,
+        failed_records=0,
         stores={1: None},
     )
 
