@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from processors.kv import KV, MemoryKV, Overlay
@@ -247,3 +249,66 @@ def test_overlay_cache_leaves_out_large_values() -> None:
     assert overlay.get(b"a") == b"much larger"  # ...which must not be served any more
     assert overlay.get(b"a") == b"much larger"
     assert base.reads == 2 and b"a" not in overlay.cache
+
+
+def _grouped_key(rng: random.Random) -> bytes:
+    """A key of the state's ``e`` keyspace: tag, pair length, pair, then 2 bytes."""
+    pair = rng.choice([b"a", b"a\0", b"ab", b"b", b""])
+    return b"e" + len(pair).to_bytes(2, "big") + pair + bytes([rng.randrange(4), rng.randrange(4)])
+
+
+def test_a_grouped_overlay_scans_like_the_whole_map() -> None:
+    """Scans inside one group (``group_scans``) read the group's sorted keys; whatever the
+    writes, seals and commits, they see what a plain ordered map holds."""
+    rng = random.Random(11)
+    base = MemoryKV()
+    overlay = Overlay(base)
+    overlay.group_scans(b"e")
+    expected: dict[bytes, bytes] = {}
+    for step in range(3_000):
+        key = _grouped_key(rng)
+        if rng.random() < 0.3:
+            overlay.delete(key)
+            expected.pop(key, None)
+        else:
+            value = b"%d" % step
+            overlay.put(key, value)
+            expected[key] = value
+        if step % 97 == 0 and not overlay.sealed:
+            overlay.seal()
+        elif step % 89 == 0 and overlay.sealed:
+            for k, v in overlay.sealed.items():
+                base.delete(k) if v is None else base.put(k, v)
+            overlay.committed()
+        key = _grouped_key(rng)
+        group = key[: 3 + key[2]]
+        start = group + bytes(rng.choice([[], [1], [2, 1]]))
+        stop = group + rng.choice([b"\xff", b"\x02", b"\x03\x00"])
+        want = sorted((k, v) for k, v in expected.items() if start <= k < stop)
+        assert list(overlay.scan(start, stop)) == want, (step, start, stop)
+    assert list(overlay.scan(b"e", b"f")) == sorted(expected.items())  # across groups
+
+
+def test_a_scan_within_a_group_does_not_walk_every_buffered_write() -> None:
+    overlay = Overlay(MemoryKV())
+    overlay.group_scans(b"e")
+    overlay.put(b"e\x00\x01a\x01", b"1")
+    overlay.put(b"m", b"unrelated")
+
+    def walk_all(start: bytes, stop: bytes) -> None:
+        raise AssertionError("walked every buffered write")
+
+    overlay._scan_all = walk_all  # type: ignore[method-assign,assignment]
+    assert list(overlay.scan(b"e\x00\x01a", b"e\x00\x01a\xff")) == [(b"e\x00\x01a\x01", b"1")]
+
+
+def test_group_scans_indexes_what_is_buffered_already() -> None:
+    overlay = Overlay(MemoryKV())
+    overlay.put(b"e\x00\x01a\x02", b"sealed")
+    overlay.seal()
+    overlay.put(b"e\x00\x01a\x01", b"changed")
+    overlay.group_scans(b"e")
+    assert list(overlay.scan(b"e\x00\x01a", b"e\x00\x01a\xff")) == [
+        (b"e\x00\x01a\x01", b"changed"),
+        (b"e\x00\x01a\x02", b"sealed"),
+    ]
