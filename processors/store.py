@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from rocksdict import (
     AccessType,
@@ -75,18 +76,12 @@ class RocksKV:
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         # Bounds let RocksDB stop at ``stop`` instead of stepping over every deleted key (say,
-        # the timers of resolved waits) until it finds a live one beyond the range.
+        # the timers of resolved waits) until it finds a live one beyond the range. ``items``
+        # steps in Rust: one call per entry (an iterator's valid, key, value, next: four).
         options = ReadOptions()
         options.set_iterate_lower_bound(start)
         options.set_iterate_upper_bound(stop)
-        it = self.db.iter(options)
-        it.seek(start)
-        while it.valid():
-            key: bytes = it.key()
-            if key >= stop:
-                break
-            yield key, it.value()
-            it.next()
+        return cast(Iterator[tuple[bytes, bytes]], self.db.items(from_key=start, read_opt=options))
 
 
 # Committed entries (and misses) a store's overlay keeps in memory per partition: a point read
