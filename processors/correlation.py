@@ -290,11 +290,7 @@ class Correlator:
         alive_until = expires_at if ttl > 0 else ts + 1  # ttl 0: alive at its own instant only
         # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
         resolved: list[PendingWait] = []
-        pending = state.waits_on(pair)
-        for wait_id in pending:
-            wait = state.get_wait(wait_id)
-            if wait is None:
-                continue
+        for wait in state.pending_on(pair, ts):
             if not _fits(ts, alive_until, wait):
                 continue  # outside the wait's window, though processed while it is pending
             if dumped is None:
@@ -305,7 +301,7 @@ class Correlator:
                 continue
             resolved.append(wait)
         if resolved:
-            state.remove_waits(pair, resolved, pending)  # before the tombstones take their keys
+            state.remove_waits(pair, resolved)  # before the tombstones take their keys
             for wait in resolved:
                 out.append(self._resolve(state, wait, "matched", "continue", dumped, now))
 
@@ -380,8 +376,11 @@ class Correlator:
             metadata=reg.metadata,
         )
         # §2.4: the oldest available event that fits the lookback window and the filter.
-        for buffered in state.events_of(pair):
+        since = max(now - lookback, 0) if lookback is not None else 0
+        for buffered in state.events_since(pair, since, None):
             if not _fits(buffered.timestamp, buffered.expires_at, wait):
+                if buffered.timestamp >= wait.deadline:
+                    break  # and so is every later one
                 continue
             body = state.event_body(pair, buffered)
             if body is None:

@@ -34,6 +34,7 @@ from processors.state import (
     LAYOUT,
     PartitionState,
     derived_entries,
+    derived_removals,
     meta_key,
 )
 
@@ -258,6 +259,8 @@ class PartitionStore:
         for key, value in records:
             if value is None:
                 batch.delete(key)
+                for index_key in derived_removals(key):
+                    batch.delete(index_key)
             else:
                 batch.put(key, value)
                 for index_key, index_value in derived_entries(key, value):

@@ -41,3 +41,12 @@ def test_a_batch_of_another_layout_is_refused(store: PartitionStore) -> None:
     with pytest.raises(RestoreError, match="another state layout"):
         _feed(run, [(b"rw1", b"\0" * 8 + b"{}"), (b"moffsets", b'{"wait-commands": 1}')])
     assert store.offsets == {}  # nothing applied
+
+
+def test_a_batch_of_layout_2_is_refused(store: PartitionStore) -> None:
+    """Layout 2 kept a pair's events in one ``e`` list value: read as layout 3 it would be
+    misread. Its batches close with ``m offsets@2``."""
+    run = _Run(store, None)
+    with pytest.raises(RestoreError, match=r"another state layout.*offsets@2"):
+        _feed(run, [(b"en|k", b"[[1,2,3]]"), (b"moffsets@2", b'{"events": 1}')])
+    assert store.offsets == {} and store.state.events_of(b"n|k") == []

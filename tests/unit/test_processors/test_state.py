@@ -133,10 +133,11 @@ def test_buffering_the_same_record_twice_keeps_one(state: PartitionState) -> Non
 def test_drop_event(state: PartitionState) -> None:
     state.buffer_event(b"n|k", BufferedEvent(10, 100, 1), b"one")
     state.buffer_event(b"n|k", BufferedEvent(20, 100, 2), b"two")
-    state.drop_event(b"n|k", 1)
+    state.drop_event(b"n|k", BufferedEvent(10, 100, 1))
     assert [e.seq for e in state.events_of(b"n|k")] == [2]
     assert state.event_body(b"n|k", BufferedEvent(10, 100, 1)) is None
-    state.drop_event(b"n|k", 2)
+    state.drop_event(b"n|k", BufferedEvent(20, 100, 2))
+    state.drop_event(b"n|k", BufferedEvent(20, 100, 2))  # gone already: nothing to count out
     assert state.events_of(b"n|k") == []
     assert list(state.iter_buffered()) == []
 
@@ -247,3 +248,96 @@ def test_metadata(state: PartitionState) -> None:
     assert state.get_meta("offsets") is None
     state.put_meta("offsets", b'{"events": 3}')
     assert state.get_meta("offsets") == b'{"events": 3}'
+
+
+# -- pairs: one key per wait and per event, prefix-free ----------------------------------------
+
+# Pairs whose bytes are prefixes of each other's: the separator, NUL, U+FFFF inside keys.
+_PAIRS = [
+    b"n|k",
+    b"n|k|x",
+    b"n|k\0",
+    b"n|k\0x",
+    "n|k\uffff".encode(),
+    b"n|kk",
+    b"n|",
+    b"nk|x",
+    b"n|k\0\0",
+]
+
+
+def test_pairs_whose_bytes_are_prefixes_of_each_other_stay_apart(state: PartitionState) -> None:
+    for n, pair in enumerate(_PAIRS):
+        state.add_wait(_wait(f"w{n}", pair=pair))
+        state.buffer_event(pair, BufferedEvent(10 + n, 1000, n), b"body%d" % n)
+    for n, pair in enumerate(_PAIRS):
+        assert state.waits_on(pair) == [f"w{n}"]
+        assert [w.wait_id for w in state.pending_on(pair)] == [f"w{n}"]
+        assert state.events_of(pair) == [BufferedEvent(10 + n, 1000, n)]
+        assert state.event_body(pair, BufferedEvent(10 + n, 1000, n)) == b"body%d" % n
+    assert sorted(pair for pair, _ in state.iter_buffered()) == sorted(_PAIRS)
+    for n, pair in enumerate(_PAIRS):  # emptying one pair leaves the others
+        state.remove_wait(_wait(f"w{n}", pair=pair, seq=0))
+        state.drop_event(pair, BufferedEvent(10 + n, 1000, n))
+        assert state.waits_on(pair) == [] and state.events_of(pair) == []
+        for other in _PAIRS[n + 1 :]:
+            assert len(state.waits_on(other)) == 1 and len(state.events_of(other)) == 1
+
+
+def test_waits_take_their_pairs_next_seq(state: PartitionState) -> None:
+    for wait_id in ("c", "a", "b"):
+        state.add_wait(_wait(wait_id))
+    state.add_wait(_wait("x", pair=b"n|other"))
+    assert [w.seq for w in state.pending_on(b"n|k")] == [0, 1, 2]
+    assert [w.seq for w in state.pending_on(b"n|other")] == [0]
+    assert state.get_wait("b") is not None and state.get_wait("b").seq == 2  # type: ignore[union-attr]
+
+
+def test_events_since_seeks_to_the_timestamp_and_stops_at_the_limit(
+    state: PartitionState,
+) -> None:
+    for seq, ts in enumerate((300, 100, 200, 100, 256, 255)):
+        state.buffer_event(b"n|k", BufferedEvent(ts, 9_000, seq), b"e")
+    assert [e.timestamp for e in state.events_since(b"n|k", 0, None)] == [
+        100, 100, 200, 255, 256, 300,
+    ]  # fmt: skip
+    assert [e.timestamp for e in state.events_since(b"n|k", 200, None)] == [200, 255, 256, 300]
+    assert [e.timestamp for e in state.events_since(b"n|k", 201, 2)] == [255, 256]
+    assert list(state.events_since(b"n|k", 301, None)) == []
+    assert list(state.events_since(b"n|none", 0, None)) == []
+
+
+def test_buffer_event_refuses_past_the_limit(state: PartitionState) -> None:
+    assert state.buffer_event(b"n|k", BufferedEvent(1, 100, 1), b"a", limit=2)
+    assert state.buffer_event(b"n|k", BufferedEvent(2, 100, 2), b"b", limit=2)
+    assert not state.buffer_event(b"n|k", BufferedEvent(3, 100, 3), b"c", limit=2)
+    assert not state.buffer_event(b"n|k", BufferedEvent(2, 100, 2), b"b", limit=2)  # kept once
+    assert [e.seq for e in state.events_of(b"n|k")] == [1, 2]
+    assert state.event_body(b"n|k", BufferedEvent(3, 100, 3)) is None
+    state.drop_event(b"n|k", BufferedEvent(1, 100, 1))
+    assert state.buffer_event(b"n|k", BufferedEvent(4, 100, 4), b"d", limit=2)
+
+
+def test_a_stale_pending_entry_is_skipped_and_deleted(state: PartitionState) -> None:
+    """A restore may leave a ``p`` entry whose wait resolved (see the module docstring)."""
+    state.add_wait(_wait("w"))
+    state.remove_wait(_wait("w", seq=0))
+    prefix, window_start = b"p\x00\x03n|k", b"\0" * 8
+    state.kv.put(prefix + window_start + b"\0" * 8 + b"w", b"")  # as a restore could leave it
+    state.kv.put(prefix + window_start + b"\0" * 7 + b"\1" + b"v", b"")  # another pair's wait
+    state.add_wait(_wait("v", pair=b"n|other"))
+    state.add_wait(_wait("u"))  # the pair's counts: one wait pending, seq 0 again
+    assert [w.wait_id for w in state.pending_on(b"n|k")] == ["u"]
+    assert [key for key, _ in state.kv.scan(prefix, prefix + b"\xff")] == [
+        prefix + window_start + b"\0" * 8 + b"u"
+    ]
+
+
+def test_an_events_scan_skips_waits_whose_window_starts_after_it(state: PartitionState) -> None:
+    state.add_wait(_wait("late", registered_at=500, lookback_ms=0))  # counts events from 500
+    state.add_wait(_wait("any"))  # no lookback: any event
+    state.add_wait(_wait("ten", registered_at=500, lookback_ms=10))  # from 490
+    assert [w.wait_id for w in state.pending_on(b"n|k", 100)] == ["any"]
+    assert [w.wait_id for w in state.pending_on(b"n|k", 490)] == ["any", "ten"]
+    assert [w.wait_id for w in state.pending_on(b"n|k", 500)] == ["late", "any", "ten"]
+    assert [w.wait_id for w in state.pending_on(b"n|k")] == ["late", "any", "ten"]

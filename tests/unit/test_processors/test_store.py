@@ -234,7 +234,8 @@ def _every_entry(store: PartitionStore) -> dict[bytes, bytes]:
 def test_the_changelog_leaves_out_indexes_and_a_restore_rebuilds_them(
     store: PartitionStore, tmp_path: Path
 ) -> None:
-    """Timer (t) and expiry (x) entries are derived: not logged, rebuilt on restore."""
+    """Timer (t), expiry (x), pending (p) and event (e) entries are derived: not logged,
+    rebuilt on restore."""
     state = store.state
     state.add_wait(_wait("w1", deadline=5_000))
     state.buffer_event(b"n|k", BufferedEvent(10, 9_000, 3), b'{"eventId":"e"}')
@@ -242,7 +243,7 @@ def test_the_changelog_leaves_out_indexes_and_a_restore_rebuilds_them(
     state.mark_resolved("w0", 8_000, b'{"resume":1}')
     store.seal({"events": 4})
     records = store.changelog_records()
-    assert not [key for key, _ in records if key[:1] in (b"t", b"x")]
+    assert not [key for key, _ in records if key[:1] in (b"t", b"x", b"p", b"e")]
     store.commit()
 
     copy = PartitionStore(tmp_path / "copy", 0)
@@ -340,3 +341,54 @@ def test_stores_of_an_older_layout_are_found(tmp_path: Path) -> None:
     old.put(b"moffsets", b'{"events": 1}')  # processed, in layout 1 (its offsets key)
     old.close()
     assert older_layouts(tmp_path) == [tmp_path / "partition-2"]
+
+
+def test_a_restored_body_delete_takes_its_event_entry_along(
+    store: PartitionStore, tmp_path: Path
+) -> None:
+    store.state.buffer_event(b"n|k", BufferedEvent(10, 9_000, 3), b"body")
+    store.seal({"events": 4})
+    first = store.changelog_records()
+    store.commit()
+    store.state.drop_event(b"n|k", BufferedEvent(10, 9_000, 3))
+    store.seal({"events": 5})
+    second = store.changelog_records()
+
+    copy = PartitionStore(tmp_path / "copy", 0)
+    copy.open()
+    try:
+        copy.apply_restored(first, changelog_position=len(first))
+        assert copy.state.events_of(b"n|k") == [BufferedEvent(10, 9_000, 3)]
+        copy.apply_restored(second, changelog_position=len(first) + len(second))
+        assert list(copy.state.iter_buffered()) == []
+        assert not [key for key in _every_entry(copy) if key[:1] in (b"e", b"b", b"n")]
+    finally:
+        copy.close()
+
+
+def test_a_restored_store_rebuilds_each_pairs_order(store: PartitionStore, tmp_path: Path) -> None:
+    for wait_id in ("c", "a", "b"):
+        store.state.add_wait(_wait(wait_id))
+    store.seal({"wait-commands": 3})
+    records = store.changelog_records()
+    store.commit()
+    copy = PartitionStore(tmp_path / "copy", 0)
+    copy.open()
+    try:
+        copy.apply_restored(records, changelog_position=len(records))
+        assert copy.state.waits_on(b"n|k") == ["c", "a", "b"]
+        copy.state.add_wait(_wait("d"))  # the pair's next seq came along
+        assert copy.state.waits_on(b"n|k") == ["c", "a", "b", "d"]
+    finally:
+        copy.close()
+
+
+def test_stores_of_layout_2_are_found(tmp_path: Path) -> None:
+    from rocksdict import Options, Rdict
+
+    old = Rdict(str(tmp_path / "partition-0"), Options(raw_mode=True))
+    old.put(b"moffsets@2", b'{"events": 1}')  # layout 2: one list value per pair
+    old.put(b"en|k", b"[[1,2,3]]")
+    old.close()
+    assert OFFSETS_NAME == "offsets@3"
+    assert older_layouts(tmp_path) == [tmp_path / "partition-0"]
