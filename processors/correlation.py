@@ -141,6 +141,8 @@ class CoreSettings:
     # How far a producer-chosen time may lie ahead of the worker's clock (records), or of its
     # record's time (an event's own ``timestamp``).
     max_clock_skew_ms: int = 300_000
+    max_pair_events: int = 1_000_000
+    max_registration_scan: int = 1_000
 
 
 @dataclass(slots=True)
@@ -308,8 +310,9 @@ class Correlator:
         # §2.4: keep the event for waits that register later, matched or not, until its TTL.
         if ttl > 0:
             body = record.value or b""
-            state.buffer_event(pair, BufferedEvent(ts, expires_at, record.offset), body)
-            self.counters.events_buffered += 1
+            kept = BufferedEvent(ts, expires_at, record.offset)
+            if state.buffer_event(pair, kept, body, self.settings.max_pair_events):
+                self.counters.events_buffered += 1
         return out
 
     # -- wait commands -------------------------------------------------------------------------
@@ -375,9 +378,10 @@ class Correlator:
             context=reg.context,
             metadata=reg.metadata,
         )
-        # §2.4: the oldest available event that fits the lookback window and the filter.
+        # §2.4: the oldest available event that fits the lookback window and the filter, among
+        # the first max_registration_scan from the window's start.
         since = max(now - lookback, 0) if lookback is not None else 0
-        for buffered in state.events_since(pair, since, None):
+        for buffered in state.events_since(pair, since, self.settings.max_registration_scan):
             if not _fits(buffered.timestamp, buffered.expires_at, wait):
                 if buffered.timestamp >= wait.deadline:
                     break  # and so is every later one

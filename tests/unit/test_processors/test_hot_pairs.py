@@ -7,11 +7,13 @@ Costs are counted, not timed: a ``KV`` wrapper counts the bytes written and the 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from coreharness import Core, resumes
 
 from processors.correlation import CoreSettings
+from processors.filters import FilterCache
 from processors.kv import MemoryKV
 from processors.state import PartitionState
 from schemas.keys import make_key
@@ -133,6 +135,94 @@ def test_removing_a_wait_costs_the_same_however_many_are_pending() -> None:
         return kv.reset()
 
     assert cancel_cost(GROWN) == cancel_cost(2)
+
+
+# -- the pair's cap ----------------------------------------------------------------------------
+
+
+def test_past_the_cap_an_event_matches_but_is_not_buffered() -> None:
+    core, _ = _core(CoreSettings(max_pair_events=3, event_ttl_ms=10 * S))
+    for i in range(3):
+        core.event("hot", "k", S + i, eventId=f"kept{i}")
+    core.register("w", "hot", "k", 2 * S, lookback="0")
+    out = core.event("hot", "k", 3 * S, eventId="over")  # the fourth: matches the pending wait
+    assert [r["event"]["eventId"] for r in resumes(out)] == ["over"]
+    assert [e.seq for e in core.state.events_of(b"hot|k")] == [1, 2, 3]  # not kept
+    assert core.core.counters.events == 4 and core.core.counters.events_buffered == 3
+    assert core.event("other", "k", 3 * S) == []  # other pairs have their own cap
+    assert len(core.state.events_of(b"other|k")) == 1
+    # A later registration takes the oldest event kept.
+    (resume,) = resumes(core.register("w2", "hot", "k", 4 * S))
+    assert resume["event"]["eventId"] == "kept0"
+    # Once kept events expire, new ones are kept again.
+    assert core.state.purge_expired(S + 10 * S, 100) == 1
+    core.event("hot", "k", 5 * S, eventId="again")
+    assert core.core.counters.events_buffered == 5
+    assert len(core.state.events_of(b"hot|k")) == 3
+
+
+def test_the_default_cap_keeps_a_hundred_thousand_events() -> None:
+    settings = CoreSettings()
+    assert settings.max_pair_events >= 100_000
+
+
+# -- the registration's scan -------------------------------------------------------------------
+
+
+class CountingFilters(FilterCache):
+    def __init__(self) -> None:
+        super().__init__()
+        self.evaluated = 0
+
+    def matches(self, source: str, candidate: dict[str, Any], context: Any) -> bool:
+        self.evaluated += 1
+        return super().matches(source, candidate, context)
+
+
+def _filtered_core(scan: int) -> tuple[Core, CountingFilters]:
+    core, _ = _core(CoreSettings(max_registration_scan=scan))
+    filters = CountingFilters()
+    core.core.filters = filters
+    return core, filters
+
+
+def test_a_registration_evaluates_at_most_max_registration_scan_events() -> None:
+    core, filters = _filtered_core(10)
+    for i in range(50):
+        core.event("hot", "k", S + i, data={"i": i})
+    assert core.register("w", "hot", "k", 2 * S, **{"if": "async.data.i == 30"}) == []
+    assert filters.evaluated == 10  # the ten oldest; the wait stays pending
+    assert core.state.waits_on(b"hot|k") == ["w"]
+    (resume,) = resumes(core.event("hot", "k", 3 * S, data={"i": 30}))  # matches when it comes
+    assert resume["waitId"] == "w"
+
+
+def test_the_scan_bound_counts_from_the_lookback_windows_start() -> None:
+    core, filters = _filtered_core(10)
+    for i in range(50):
+        core.event("hot", "k", S + i, data={"i": i})
+    out = core.register("w", "hot", "k", S + 50, lookback="15ms", **{"if": "async.data.i == 44"})
+    assert [r["event"]["data"]["i"] for r in resumes(out)] == [44]
+    assert filters.evaluated == 10  # events 35..44, from the window's start
+
+
+def test_within_the_bound_the_oldest_match_wins() -> None:
+    core, filters = _filtered_core(10)
+    for i in range(50):
+        core.event("hot", "k", S + i, data={"i": i % 5})
+    (resume,) = resumes(core.register("w", "hot", "k", 2 * S, **{"if": "async.data.i == 4"}))
+    assert resume["event"]["eventId"] == "e5" and filters.evaluated == 5
+
+
+def test_the_scan_stops_at_the_deadline() -> None:
+    """Events oldest first: once one happened at or after the wait's deadline, all later ones
+    did too, and the scan stops there."""
+    core, filters = _filtered_core(1_000)
+    for i in range(50):
+        core.event("hot", "k", 10 * S + i, data={"i": i})
+    # Registered (record time) before the events happened, with a deadline before them too.
+    assert core.register("w", "hot", "k", S, timeout="1s", **{"if": "true"}) == []
+    assert filters.evaluated == 0
 
 
 # -- keys of pairs that are prefixes of each other ---------------------------------------------
