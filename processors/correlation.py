@@ -143,6 +143,9 @@ class CoreSettings:
     max_clock_skew_ms: int = 300_000
     max_pair_events: int = 1_000_000
     max_registration_scan: int = 1_000
+    # The worst-case cost (processors.celcost steps, ~20-40 ns each) of the `if` evaluations
+    # one record may run: past it, the rest are not run (no match, counted).
+    filter_steps_per_record: float = 2.0**25
 
 
 @dataclass(slots=True)
@@ -157,6 +160,7 @@ class Counters:
     cancels_unknown: int = 0
     timers_stale: int = 0
     timers_early: int = 0
+    filters_not_run: int = 0
     resumes_without_event: int = 0
     dead_letters: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -292,15 +296,19 @@ class Correlator:
         alive_until = expires_at if ttl > 0 else ts + 1  # ttl 0: alive at its own instant only
         # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
         resolved: list[PendingWait] = []
+        spend = self.settings.filter_steps_per_record
         for wait in state.pending_on(pair, ts):
             if not _fits(ts, alive_until, wait):
                 continue  # outside the wait's window, though processed while it is pending
             if dumped is None:
                 dumped = _wire_event(event, ts)
-            if wait.filter is not None and not self.filters.matches(
-                wait.filter, dumped, wait.context
-            ):
-                continue
+            if wait.filter is not None:
+                spend -= self.filters.worst_steps(wait.filter)
+                if spend < 0:
+                    self.counters.filters_not_run += 1
+                    continue
+                if not self.filters.matches(wait.filter, dumped, wait.context):
+                    continue
             resolved.append(wait)
         if resolved:
             state.remove_waits(pair, resolved)  # before the tombstones take their keys
@@ -381,7 +389,11 @@ class Correlator:
         # §2.4: the oldest available event that fits the lookback window and the filter, among
         # the first max_registration_scan from the window's start.
         since = max(now - lookback, 0) if lookback is not None else 0
-        for buffered in state.events_since(pair, since, self.settings.max_registration_scan):
+        scan = self.settings.max_registration_scan
+        if wait.filter is not None:  # and no more evaluations than a record may run
+            most = self.settings.filter_steps_per_record // self.filters.worst_steps(wait.filter)
+            scan = max(1, min(scan, int(most)))
+        for buffered in state.events_since(pair, since, scan):
             if not _fits(buffered.timestamp, buffered.expires_at, wait):
                 if buffered.timestamp >= wait.deadline:
                     break  # and so is every later one

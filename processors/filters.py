@@ -80,6 +80,14 @@ class FilterCache:
         """The worst case of one evaluation of ``source`` under ``limits``."""
         return self._compile(source).estimate
 
+    def worst_steps(self, source: str) -> float:
+        """``estimate(source).steps``, at least 1; an expression refused now (a wait restored
+        from before a rule) costs nothing: ``matches`` does not run it."""
+        try:
+            return max(self._compile(source).estimate.steps, 1.0)
+        except FilterCompileError:
+            return 1.0
+
     def _compile(self, source: str) -> _Compiled:
         compiled = self._programs.get(source)
         if compiled is not None:

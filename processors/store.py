@@ -82,7 +82,11 @@ class RocksKV:
         options = ReadOptions()
         options.set_iterate_lower_bound(start)
         options.set_iterate_upper_bound(stop)
-        return cast(Iterator[tuple[bytes, bytes]], self.db.items(from_key=start, read_opt=options))
+        # A generator, so that ``options`` (which owns the bounds) lives as long as the
+        # iteration: the iterator does not hold it, and read after it is freed, it stops early.
+        yield from cast(
+            Iterator[tuple[bytes, bytes]], self.db.items(from_key=start, read_opt=options)
+        )
 
 
 # Committed entries (and misses) a store's overlay keeps in memory per partition: a point read

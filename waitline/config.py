@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     max_clock_skew: str = Field(
         default="5m", description="how far a producer's record time may run ahead of the worker"
     )
+    max_pair_events: int = Field(
+        default=1_000_000, gt=0, description="buffered events kept per name|correlationKey pair"
+    )
+    max_registration_scan: int = Field(
+        default=1_000, gt=0, description="buffered events one registration reads, at most"
+    )
     batch_size: int = Field(default=20_000, gt=0, description="records per consume call, max")
     timer_batch: int = Field(default=10_000, gt=0, description="due timers fired per loop, max")
     purge_interval: str = Field(default="10s", description="how often expired state is purged")

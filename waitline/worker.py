@@ -61,6 +61,8 @@ def runtime_config(settings: Settings, topics: Topics, partitions: int) -> Runti
             tombstone_retention_ms=settings.ms("tombstone_retention"),
             max_record_bytes=settings.max_record_bytes,
             max_clock_skew_ms=settings.ms("max_clock_skew"),
+            max_pair_events=settings.max_pair_events,
+            max_registration_scan=settings.max_registration_scan,
         ),
         guarantee=Guarantee(settings.guarantee),
         transactional_id=settings.transactional_id,

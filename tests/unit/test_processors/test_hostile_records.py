@@ -429,3 +429,33 @@ def test_a_too_large_registration_stamped_after_9999_gets_a_valid_resume(core: C
     out = core.core.process(core.state, _record(Source.WAIT_COMMANDS, value, 10**16, wall=0))
     (rejected,) = resumes(out)
     assert rejected["registeredAt"] <= 253_402_300_799_999
+
+
+def test_the_if_evaluations_one_event_runs_are_bounded_by_their_worst_cost(
+    make_core: Any,
+) -> None:
+    cheap = "async.data.n == 1"
+    steps = Core(PartitionState(MemoryKV())).core.filters.worst_steps(cheap)
+    core = make_core(CoreSettings(filter_steps_per_record=steps * 3))  # room for three
+    for n in range(5):
+        reg = _body(_registration(waitId=f"w{n}", **{"if": cheap}))
+        assert core.core.process(core.state, _record(Source.WAIT_COMMANDS, reg)) == []
+    event = _body(_event(data={"n": 1}))
+    out = core.core.process(core.state, _record(Source.EVENTS, event))
+    assert [r["waitId"] for r in resumes(out)] == ["w0", "w1", "w2"]
+    assert core.core.counters.filters_not_run == 2
+    again = _body(_event(eventId="e2", data={"n": 1}))  # the rest, with the next event
+    out = core.core.process(core.state, _record(Source.EVENTS, again))
+    assert [r["waitId"] for r in resumes(out)] == ["w3", "w4"]
+
+
+def test_a_filtered_registration_scans_no_more_than_its_cost_allows(make_core: Any) -> None:
+    never = "async.data.n == 2"
+    steps = Core(PartitionState(MemoryKV())).core.filters.worst_steps(never)
+    core = make_core(CoreSettings(filter_steps_per_record=steps * 3))
+    for n in range(5):
+        event = _body(_event(eventId=f"e{n}", data={"n": 2 if n == 4 else 1}))
+        assert core.core.process(core.state, _record(Source.EVENTS, event, NOW + n)) == []
+    reg = _body(_registration(**{"if": never}))
+    assert core.core.process(core.state, _record(Source.WAIT_COMMANDS, reg, NOW + 10)) == []
+    assert core.state.get_wait("w1") is not None  # the match, fifth, lies past three
