@@ -293,7 +293,10 @@ class Correlator:
 
         out: list[Emit] = []
         dumped: dict[str, Any] | None = None  # the event as the resume and filters see it
-        alive_until = expires_at if ttl > 0 else ts + 1  # ttl 0: alive at its own instant only
+        # ttl 0: kept for no one, it matches the waits pending when it is processed (whatever
+        # their registration time: else each such event would be checked against, and pass
+        # over, every wait on its pair registered after its timestamp).
+        alive_until = expires_at if ttl > 0 else MAX_EPOCH_MS + 1
         # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
         resolved: list[PendingWait] = []
         spend = self.settings.filter_steps_per_record

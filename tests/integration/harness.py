@@ -215,13 +215,7 @@ class Stack:
         headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
         """Produce bytes as any producer could (murmur2 partitioner unless told a partition)."""
-        producer = Producer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "partitioner": "murmur2_random",
-                "message.max.bytes": 4_000_000,  # records past the worker's limit, too
-            }
-        )
+        producer = self.raw_producer()
         kwargs: dict[str, Any] = {}
         if timestamp is not None:
             kwargs["timestamp"] = timestamp
@@ -231,6 +225,16 @@ class Stack:
             kwargs["headers"] = headers
         producer.produce(self.topics.by_role(role).name, value, key, **kwargs)  # type: ignore[arg-type]
         assert producer.flush(10) == 0, "broker did not acknowledge a test record"
+
+    def raw_producer(self) -> Producer:
+        """A producer as any producer could be (murmur2 partitioner)."""
+        return Producer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "partitioner": "murmur2_random",
+                "message.max.bytes": 4_000_000,  # records past the worker's limit, too
+            }
+        )
 
     def close(self) -> None:
         for worker in self.workers:
