@@ -18,6 +18,8 @@ ratio: the median of the per-round ratios). Faust is given --faust-window second
 is ~14-20x slower) and its rate is taken over that window.
 large-state first loads 1,000,000 pending waits, waits until they are applied, then produces
 the match-heavy stream (pre-encoded, so the producer is not the bottleneck) and measures that.
+hot-pair puts everything on one pair (100k events, 10k waits, 10k events fanning out to them);
+its rate is also given as a ratio to match-heavy's.
 
 Then, at a fixed offered load of half each contender's measured match-heavy maximum: match
 latency (event produced → resume readable); the ceiling's also at waitline's offered rate, the
@@ -130,6 +132,23 @@ def event_records(t: Topics, n: int, keys: int, tag: str) -> Iterator[Record]:
         yield t.events.name, make_key("bench", key), _encode(body)
 
 
+def hot_pair_records(t: Topics, scale: float) -> Iterator[Record]:
+    """One pair: 100k events (buffered), then 10k waits that count only events from their
+    registration on (lookback 0), then 10k events; the first of those resolves the waits
+    pending then, and any registered after it matches it at once."""
+    events, waits = int(100_000 * scale), int(10_000 * scale)
+    key = make_key("bench", "hot")
+    for i in range(events):
+        body = {"eventId": f"he{i}", "name": "bench", "correlationKey": "hot", "data": {"i": i}}
+        yield t.events.name, key, _encode(body)
+    for i in range(waits):
+        wait = {"waitId": f"hw{i}", "runId": f"hr{i}", "name": "bench", "correlationKey": "hot"}
+        yield t.wait_commands.name, key, _encode(wait | {"timeout": "1h", "lookback": "0"})
+    for i in range(waits):
+        body = {"eventId": f"hf{i}", "name": "bench", "correlationKey": "hot", "data": {"i": i}}
+        yield t.events.name, key, _encode(body)
+
+
 def produce(p: Producer, records: Iterator[Record] | list[Record]) -> int:
     n = 0
     for record in records:
@@ -153,6 +172,8 @@ def build_input(workload: str, t: Topics, scale: float) -> tuple[Iterator[Record
         stream = [*event_records(t, events, keys, ""), *wait_records(t, waits, keys, "", hour)]
     elif workload == "timeouts":
         stream = list(wait_records(t, waits, waits, "", lambda i: f"{1 + i % 5}s"))
+    elif workload == "hot-pair":
+        stream = list(hot_pair_records(t, scale))
     else:
         raise SystemExit(f"unknown workload {workload!r}")
     return preload, stream
@@ -821,7 +842,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-faust", action="store_true")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--no-latency", action="store_true")
-    parser.add_argument("--workloads", default="match-heavy,early-events,timeouts,large-state")
+    parser.add_argument(
+        "--workloads", default="match-heavy,early-events,timeouts,large-state,hot-pair"
+    )
     parser.add_argument("--profile", action="store_true", help="profile waitline instead")
     parser.add_argument(
         "--latency-at",
@@ -1081,6 +1104,11 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             large["ratio_to_small_state"] = round(
                 large["records_per_s"] / max(small["records_per_s"], 1), 3
             )
+        hot = results["workloads"].get("hot-pair", {}).get("waitline")
+        if small and hot:
+            hot["ratio_to_match_heavy"] = round(
+                hot["records_per_s"] / max(small["records_per_s"], 1), 3
+            )
         recovery = RESULTS / "recovery.json"
         if recovery.exists():
             results["restore"] = json.loads(recovery.read_text())
@@ -1217,6 +1245,8 @@ def _table(results: dict[str, Any]) -> None:
                 )
         if "ratio_to_small_state" in w:
             print(f"{name}: throughput ÷ small state {w['ratio_to_small_state']}")
+        if "ratio_to_match_heavy" in w:
+            print(f"{name}: throughput ÷ match-heavy {w['ratio_to_match_heavy']}")
     if "restore" in results:
         fresh = results["restore"]["fresh_state_dir"]
         print(

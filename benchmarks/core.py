@@ -1,7 +1,8 @@
 """The worker's per-record work without a broker: core, state and RocksDB, one process.
 
 Feeds the match-heavy input of ``bench.py`` (100k waits over 20k keys, then 200k events, half
-matching; ``--scale`` shrinks it) through the worker's own ``Worker._apply`` and the store's
+matching; ``--scale`` shrinks it), or with ``--workload hot-pair`` its hot-pair input (one pair:
+100k events, 10k waits, 10k events), through the worker's own ``Worker._apply`` and the store's
 commit (batches of 20,000, as the run loop takes them from a backlog; scaled with the input),
 with the Kafka messages replaced by plain objects and the changelog's records counted instead
 of produced. What it leaves out is librdkafka's part (consume, produce, flush); what it keeps
@@ -99,6 +100,33 @@ def match_heavy(scale: float, start_ms: int) -> list[FakeMessage]:
         event: dict[str, Any] = {"eventId": f"e{i}", "name": "bench", "correlationKey": key}
         event["data"] = {"i": i}
         records.append(("events", make_key("bench", key), _encode(event)))
+    return _messages(records, start_ms)
+
+
+def hot_pair(scale: float, start_ms: int) -> list[FakeMessage]:
+    """bench.py's hot-pair stream: one pair, 100k events buffered, then 10k waits that count
+    only later events (lookback 0), then 10k events, the first of which resolves them all."""
+    events, waits = int(100_000 * scale), int(10_000 * scale)
+    pair = make_key("bench", "hot")
+    records: list[tuple[str, bytes, bytes]] = []
+    for i in range(events):
+        event = {"eventId": f"he{i}", "name": "bench", "correlationKey": "hot", "data": {"i": i}}
+        records.append(("events", pair, _encode(event)))
+    for i in range(waits):
+        wait = {"waitId": f"hw{i}", "runId": f"hr{i}", "name": "bench", "correlationKey": "hot"}
+        wait |= {"timeout": "1h", "lookback": "0"}
+        records.append(("wait-commands", pair, _encode(wait)))
+    for i in range(waits):
+        event = {"eventId": f"hf{i}", "name": "bench", "correlationKey": "hot", "data": {"i": i}}
+        records.append(("events", pair, _encode(event)))
+    return _messages(records, start_ms)
+
+
+WORKLOADS = {"match-heavy": match_heavy, "hot-pair": hot_pair}
+
+
+def _messages(records: list[tuple[str, bytes, bytes]], start_ms: int) -> list[FakeMessage]:
+    """The records as the murmur2 producer would partition them, 100 per millisecond."""
     next_offset: dict[tuple[str, int], int] = {}
     out = []
     for n, (topic, pair, value) in enumerate(records):
@@ -137,8 +165,10 @@ def run(
     return seconds, changelog
 
 
-def _once(scale: float, process: bool = True) -> tuple[float, int, int]:
-    messages = match_heavy(scale, 1_700_000_000_000)
+def _once(
+    scale: float, process: bool = True, workload: str = "match-heavy"
+) -> tuple[float, int, int]:
+    messages = WORKLOADS[workload](scale, 1_700_000_000_000)
     root = Path(tempfile.mkdtemp(prefix="waitline-core-"))
     try:
         # Batches shrink with the input, so a smaller run coalesces writes as the full one does.
@@ -148,7 +178,7 @@ def _once(scale: float, process: bool = True) -> tuple[float, int, int]:
     return seconds, len(messages), changelog
 
 
-def _instructions(scale: float, process: bool = True) -> int:
+def _instructions(scale: float, process: bool = True, workload: str = "match-heavy") -> int:
     """Instructions executed by a child run of this file at ``scale``, under callgrind; without
     ``process``, the run only sets up (imports, the input built, the stores opened and closed)."""
     with tempfile.TemporaryDirectory(prefix="waitline-callgrind-") as tmp:
@@ -156,7 +186,7 @@ def _instructions(scale: float, process: bool = True) -> int:
         command = [
             "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
             sys.executable, __file__, "--scale", str(scale), "--repeat", "1", "--quiet",
-            *([] if process else ["--setup-only"]),
+            "--workload", workload, *([] if process else ["--setup-only"]),
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
         if done.returncode != 0:
@@ -172,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="input size factor")
     parser.add_argument("--repeat", type=int, default=5, help="runs; the best is reported")
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="match-heavy")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -179,14 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which("valgrind") is None:
             print("core.py: --callgrind needs valgrind (apt install valgrind)", file=sys.stderr)
             return 2
-        total, setup = _instructions(args.scale), _instructions(args.scale, process=False)
-        records = len(match_heavy(args.scale, 0))
+        total = _instructions(args.scale, workload=args.workload)
+        setup = _instructions(args.scale, process=False, workload=args.workload)
+        records = len(WORKLOADS[args.workload](args.scale, 0))
         print(f"{(total - setup) / records:,.0f} instructions per input record "
               f"({records:,} records, scale {args.scale})")  # fmt: skip
         return 0
     best = None
     for _ in range(args.repeat):
-        seconds, records, changelog = _once(args.scale, not args.setup_only)
+        seconds, records, changelog = _once(args.scale, not args.setup_only, args.workload)
         best = seconds if best is None else min(best, seconds)
         if not args.quiet:
             each = changelog / max(records, 1)

@@ -228,3 +228,30 @@ def test_latency_at_with_trace_traces_waitline_not_the_ceiling(
     assert bench.main(["--latency-at", "100", "--latency-of", "ceiling,waitline", "--trace"]) == 0
     assert stubbed["latency"] == ["ceiling", "waitline"]
     assert stubbed["latency_traced"] == [False, True]
+
+
+def test_hot_pair_is_reported_beside_match_heavy(
+    stubbed: dict[str, list[Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--contenders", "waitline", "--workloads", "match-heavy,hot-pair", "--runs", "1"]
+    assert bench.main([*argv, "--no-latency", "--output", "t"]) == 0
+    workloads = json.loads((tmp_path / "t.json").read_text())["workloads"]
+    assert workloads["hot-pair"]["waitline"]["ratio_to_match_heavy"] == 1.0  # the stub's rates
+    assert "ratio_to_match_heavy" not in workloads["match-heavy"]["waitline"]
+    assert "hot-pair: throughput ÷ match-heavy 1.0" in capsys.readouterr().out
+
+
+def test_the_hot_pair_input_is_one_pair() -> None:
+    from waitline.topics import load_topics
+
+    topics = load_topics(bench.REPO / "topics.yaml", "p.")
+    _, stream = bench.build_input("hot-pair", topics, 0.01)
+    assert {key for _, key, _ in stream} == {b"bench|hot"}
+    kinds = [(topic, json.loads(value).get("waitId") is None) for topic, _, value in stream]
+    assert (
+        kinds
+        == [("p.events", True)] * 1000
+        + [("p.wait-commands", False)] * 100
+        + [("p.events", True)] * 100
+    )
+    assert json.loads(stream[1000][2])["lookback"] == "0"
