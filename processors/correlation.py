@@ -456,34 +456,17 @@ class Correlator:
         The caller removes the wait from the pending ones first (the tombstone takes its key).
         ``event`` is the matching event as its wire JSON object (``_wire_event``).
         """
-        resume = _resume_json(
-            resume_id_for(wait.wait_id, wait.registered_at),
-            wait.wait_id,
-            wait.run_id,
-            outcome,
-            action,
-            event,
-            None,
-            wait.metadata,
-            wait.registered_at,
-            max(now, wait.registered_at),
-        )
+        ids = (resume_id_for(wait.wait_id, wait.registered_at), wait.wait_id, wait.run_id)
+        times = (wait.metadata, wait.registered_at, max(now, wait.registered_at))
+        resume = _resume_json(*ids, outcome, action, event, None, *times)
         if event is not None and len(resume) > output_bytes(self.settings.max_record_bytes):
             # Written back, its numbers in full, the event outgrew what a resume may carry.
             self.counters.resumes_without_event += 1
-            resume = _resume_json(
-                resume_id_for(wait.wait_id, wait.registered_at),
-                wait.wait_id,
-                wait.run_id,
-                outcome,
-                action,
-                None,
+            error = (
                 f"the matching event {event.get('eventId')!r} is too large to carry in a resume "
-                f"({len(resume)} bytes); read it from the events topic",
-                wait.metadata,
-                wait.registered_at,
-                max(now, wait.registered_at),
+                f"({len(resume)} bytes); read it from the events topic"
             )
+            resume = _resume_json(*ids, outcome, action, None, error, *times)
         state.mark_resolved(wait.wait_id, now + self.settings.tombstone_retention_ms, resume)
         self.counters.outcomes[outcome] = self.counters.outcomes.get(outcome, 0) + 1
         return Emit(Target.RESUMES, wait.run_id.encode(), resume)

@@ -230,20 +230,15 @@ def hostile_keys(stack: Stack, uid: str) -> None:
 
 def hot_pair(stack: Stack, uid: str) -> None:
     """30,000 events for one pair, then 20,000 waits on it resolved by one event."""
-    producer = stack.raw_producer()
-    key = make_key("hot", uid)
-    topic = stack.topics.events.name
-    for n in range(30_000):
-        event = {"eventId": f"{uid}-{n}", "name": "hot", "correlationKey": uid, "ttl": "0"}
-        _produce(producer, topic, key, json.dumps(event).encode())
     c = stack.client
+    for n in range(30_000):
+        c.send_event("hot", uid, event_id=f"{uid}-{n}", ttl="0")
     waits = {f"{uid}/w{n}" for n in range(20_000)}
     for wait_id in sorted(waits):
         c.register_wait(wait_id, run_id=f"run-{uid}", name="hot", correlation_key=uid, timeout="5m")
     c.flush()
     c.send_event("hot", uid, {"last": True})
     c.flush()
-    assert producer.flush(30) == 0
     resumes = stack.await_resumes(waits, 180)
     assert {r.outcome for r in resumes.values()} == {"matched"}
 
@@ -268,15 +263,6 @@ def costly_filters(stack: Stack, uid: str) -> None:
     c.send_event("filtered", uid)
     c.flush()
     assert stack.await_resume(f"{uid}/f2").outcome == "matched"  # a comment hides nothing
-
-
-def _produce(producer: Any, topic: str, key: bytes, value: bytes) -> None:
-    while True:
-        try:
-            producer.produce(topic, value, key)
-            return
-        except BufferError:
-            producer.poll(0.05)
 
 
 ATTACKS: list[Attack] = [
