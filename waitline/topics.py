@@ -8,7 +8,11 @@ from typing import Any, Literal
 
 import yaml
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,6 +23,7 @@ __all__ = [
     "ROLES",
     "TopicSpec",
     "Topics",
+    "check_broker_record_limits",
     "check_copartitioned",
     "check_record_limits",
     "create_topics",
@@ -151,4 +156,28 @@ def check_record_limits(topics: Topics, max_record_bytes: int) -> None:
                 f"topic {spec.name}: max.message.bytes is {have or 'not set'} in the topics file, "
                 f"below the {need} bytes waitline may write with a record limit of "
                 f"{max_record_bytes} (WAITLINE_MAX_RECORD_BYTES): raise it there and on the broker"
+            )
+
+
+def check_broker_record_limits(
+    admin: AdminClient, topics: Topics, max_record_bytes: int, timeout: float = 30.0
+) -> None:
+    """Raise TopicError when the broker says a topic takes less than waitline may write to it
+    (a topic created before topics.yaml set ``max.message.bytes``, say). A broker that does
+    not say (the embedded one leaves out what was not set at creation) passes."""
+    need = producer_max_bytes(max_record_bytes)
+    resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in topics.all()]
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():
+        try:
+            entries = future.result()
+        except KafkaException:
+            continue  # not described: nothing to compare (the topic check reports a missing one)
+        entry = entries.get("max.message.bytes")
+        have = entry.value if entry is not None else None
+        if have is not None and have.isdigit() and int(have) < need:
+            raise TopicError(
+                f"topic {resource.name}: the broker's max.message.bytes is {have}, below the "
+                f"{need} bytes waitline may write with a record limit of {max_record_bytes}: "
+                f"raise it (kafka-configs --alter --add-config max.message.bytes={need} or "
+                "more) or lower WAITLINE_MAX_RECORD_BYTES"
             )

@@ -28,7 +28,13 @@ from processors.store import older_layouts
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
 from waitline.errors import ConfigError, WaitlineError
-from waitline.topics import Topics, check_copartitioned, check_record_limits, load_topics
+from waitline.topics import (
+    Topics,
+    check_broker_record_limits,
+    check_copartitioned,
+    check_record_limits,
+    load_topics,
+)
 
 __all__ = [
     "build_worker",
@@ -90,7 +96,9 @@ def build_worker(settings: Settings) -> Worker:
     check_record_limits(topics, settings.max_record_bytes)
     client = settings.as_librdkafka_dict()  # every client of the worker, the probe too
     wait_for_broker(client, timeout=15.0)
-    partitions = check_copartitioned(AdminClient(client), topics)
+    admin = AdminClient(client)
+    partitions = check_copartitioned(admin, topics)
+    check_broker_record_limits(admin, topics, settings.max_record_bytes)
     return Worker(runtime_config(settings, topics, partitions))
 
 

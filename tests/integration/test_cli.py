@@ -208,3 +208,29 @@ def test_every_command_logs_in_with_the_password_from_the_environment(tmp_path: 
             assert proc.returncode == 1, (command, err)
             assert "SASL SCRAM authentication failed" in lines[0], (command, lines[0])
             assert "unknown-user" in lines[0], (command, lines[0])
+
+
+def test_worker_refuses_to_start_on_a_topic_the_broker_keeps_small(stack: Stack) -> None:
+    """A topic created before topics.yaml set max.message.bytes would refuse the largest
+    records waitline writes, and stop the partition then: the worker says so at start."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    name = stack.topics.resumes.name
+    admin.delete_topics([name], operation_timeout=30)[name].result()
+    small = NewTopic(name, num_partitions=8, replication_factor=1,
+                     config={"max.message.bytes": "1048588"})  # fmt: skip
+    admin.create_topics([small])[name].result()
+    result = subprocess.run(
+        [sys.executable, "-m", "waitline", "worker"],
+        env=stack.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and f"topic {name}: the broker's max.message.bytes is 1048588" in lines[0]
+    )
