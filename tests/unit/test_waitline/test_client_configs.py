@@ -115,6 +115,7 @@ def test_the_worker_clients_get_the_password(
     built: list[Worker] = []
     monkeypatch.setattr(waitline.worker, "AdminClient", _fake("admin"))
     monkeypatch.setattr(waitline.worker, "check_copartitioned", lambda _admin, _topics: 4)
+    monkeypatch.setattr(waitline.worker, "check_broker_record_limits", lambda *_args: None)
     monkeypatch.setattr(Worker, "run", lambda self, _stop: built.append(self))
     monkeypatch.setattr(waitline.worker, "settle_heap", lambda: None)
     monkeypatch.setattr(waitline.worker.signal, "signal", lambda *_args: None)
