@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import REPO, Stack
@@ -123,16 +124,14 @@ def test_inspect_shows_pending_waits_and_buffered_events(live_stack: Stack, uid:
     assert summary.returncode == 0 and "total" in summary.stdout
 
 
-def test_worker_refuses_to_start_without_copartitioned_topics(stack: Stack) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
+def _worker_on_a_recreated_topic(stack: Stack, topic: Any) -> subprocess.CompletedProcess[str]:
+    """``waitline worker`` after ``topic`` (a NewTopic) replaced the stack's topic of its name."""
+    from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": stack.bootstrap})
-    name = stack.topics.wait_commands.name
-    fs = admin.delete_topics([name], operation_timeout=30)
-    fs[name].result()
-    fs = admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
-    fs[name].result()
-    result = subprocess.run(
+    admin.delete_topics([topic.topic], operation_timeout=30)[topic.topic].result()
+    admin.create_topics([topic])[topic.topic].result()
+    return subprocess.run(
         [sys.executable, "-m", "waitline", "worker"],
         env=stack.env,
         cwd=REPO,
@@ -140,6 +139,13 @@ def test_worker_refuses_to_start_without_copartitioned_topics(stack: Stack) -> N
         text=True,
         timeout=60,
     )
+
+
+def test_worker_refuses_to_start_without_copartitioned_topics(stack: Stack) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    name = stack.topics.wait_commands.name
+    result = _worker_on_a_recreated_topic(stack, NewTopic(name, 3, 1))
     assert result.returncode != 0
     assert "co-partitioned" in result.stderr
     assert "Traceback" not in result.stderr
@@ -213,22 +219,11 @@ def test_every_command_logs_in_with_the_password_from_the_environment(tmp_path: 
 def test_worker_refuses_to_start_on_a_topic_the_broker_keeps_small(stack: Stack) -> None:
     """A topic created before topics.yaml set max.message.bytes would refuse the largest
     records waitline writes, and stop the partition then: the worker says so at start."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
     name = stack.topics.resumes.name
-    admin.delete_topics([name], operation_timeout=30)[name].result()
-    small = NewTopic(name, num_partitions=8, replication_factor=1,
-                     config={"max.message.bytes": "1048588"})  # fmt: skip
-    admin.create_topics([small])[name].result()
-    result = subprocess.run(
-        [sys.executable, "-m", "waitline", "worker"],
-        env=stack.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    small = NewTopic(name, 8, 1, config={"max.message.bytes": "1048588"})
+    result = _worker_on_a_recreated_topic(stack, small)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert (
