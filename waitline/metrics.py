@@ -43,36 +43,36 @@ class WorkerCollector(Collector):
         for outcome, count in sorted(counters.outcomes.items()):
             outcomes.add_metric([outcome], count)
         yield outcomes
-        yield CounterMetricFamily(
-            "waitline_filter_errors",
-            "`if` evaluations that failed",
-            value=self.worker.core.filters.errors,
-        )
-        yield CounterMetricFamily(
-            "waitline_filter_oversized",
-            "`if` evaluations not run: the event fields read weigh more than the bound allows",
-            value=self.worker.core.filters.oversized,
-        )
-        yield CounterMetricFamily(
-            "waitline_failed_records",
-            "input records the worker failed on, dead-lettered with the error (a defect)",
-            value=self.worker.failed_records,
-        )
-        yield CounterMetricFamily(
-            "waitline_refused_outputs",
-            "outputs the producer or broker refused, dead-lettered by reference",
-            value=self.worker.refused_outputs,
-        )
-        yield CounterMetricFamily(
-            "waitline_input_gaps",
-            "offset gaps in an input partition, each read again once",
-            value=self.worker.input_gaps,
-        )
-        yield CounterMetricFamily(
-            "waitline_input_gaps_recovered",
-            "gaps whose records came on reading again (the broker had skipped them)",
-            value=self.worker.input_gaps_recovered,
-        )
+        filters, worker = self.worker.core.filters, self.worker
+        for name, text, value in (
+            ("filter_errors", "`if` evaluations that failed", filters.errors),
+            (
+                "filter_oversized",
+                "`if` evaluations not run: the event fields read weigh more than the bound allows",
+                filters.oversized,
+            ),
+            (
+                "failed_records",
+                "input records the worker failed on, dead-lettered with the error (a defect)",
+                worker.failed_records,
+            ),
+            (
+                "refused_outputs",
+                "outputs the producer or broker refused, dead-lettered by reference",
+                worker.refused_outputs,
+            ),
+            (
+                "input_gaps",
+                "offset gaps in an input partition, each read again once",
+                worker.input_gaps,
+            ),
+            (
+                "input_gaps_recovered",
+                "gaps whose records came on reading again (the broker had skipped them)",
+                worker.input_gaps_recovered,
+            ),
+        ):
+            yield CounterMetricFamily(f"waitline_{name}", text, value=value)
         yield GaugeMetricFamily(
             "waitline_assigned_partitions", "partitions owned", value=len(self.worker.stores)
         )

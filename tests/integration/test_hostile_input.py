@@ -284,35 +284,30 @@ ATTACKS: list[Attack] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def hostile_stack(live_stack: Stack) -> Stack:
-    return live_stack
-
-
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.__name__ for a in ATTACKS])
-def test_the_worker_keeps_serving_after(hostile_stack: Stack, uid: str, attack: Attack) -> None:
-    attack(hostile_stack, uid)
-    _still_serving(hostile_stack, uid)
+def test_the_worker_keeps_serving_after(live_stack: Stack, uid: str, attack: Attack) -> None:
+    attack(live_stack, uid)
+    _still_serving(live_stack, uid)
 
 
-def test_a_restarted_worker_finds_nothing_to_die_on(hostile_stack: Stack, uid: str) -> None:
+def test_a_restarted_worker_finds_nothing_to_die_on(live_stack: Stack, uid: str) -> None:
     """Killed right after hostile records arrive, the worker reads them again on restart; with
     its state gone, it restores the state they left from the changelog."""
-    (worker,) = [w for w in hostile_stack.workers if w.alive()]
+    (worker,) = [w for w in live_stack.workers if w.alive()]
     # Sent, not awaited: the kill may come before, during or after the batch that holds them.
     key = make_key("again", uid)
-    hostile_stack.produce_raw("events", key, b"\xff" * 1_070_000)
+    live_stack.produce_raw("events", key, b"\xff" * 1_070_000)
     body = _registration(uid, "again", uid, context={"n": [[[]]]})
-    hostile_stack.produce_raw("wait-commands", key, json.dumps(body).encode(), timestamp=YEAR_3000)
+    live_stack.produce_raw("wait-commands", key, json.dumps(body).encode(), timestamp=YEAR_3000)
     nested = json.dumps(_registration(uid, "again", uid, waitId=f"{uid}/w2")).encode()
-    hostile_stack.produce_raw("wait-commands", key, nested[:-1] + b',"x":' + b"[" * 10_000 + b"}")
+    live_stack.produce_raw("wait-commands", key, nested[:-1] + b',"x":' + b"[" * 10_000 + b"}")
     worker.stop(signal.SIGKILL)
-    restarted = hostile_stack.start_worker()
-    _still_serving(hostile_stack, uid, timeout=90)
+    restarted = live_stack.start_worker()
+    _still_serving(live_stack, uid, timeout=90)
     restarted.stop()
-    shutil.rmtree(hostile_stack.state_dir)
-    restored = hostile_stack.start_worker()
-    _still_serving(hostile_stack, uid, timeout=90)
+    shutil.rmtree(live_stack.state_dir)
+    restored = live_stack.start_worker()
+    _still_serving(live_stack, uid, timeout=90)
     assert restored.alive()
     for process in (restarted, restored):
         assert "Traceback" not in process.log(), process.log()
