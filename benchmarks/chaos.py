@@ -2,6 +2,13 @@
 
     python benchmarks/chaos.py --short          # the suite's version (tests/integration)
     python benchmarks/chaos.py                  # `make chaos`: >= 10 kills, 3 workers, 100k waits
+    python benchmarks/chaos.py --guarantee exactly_once --short   # kills inside transactions
+
+With ``--guarantee exactly_once`` the workers also SIGKILL themselves inside an open
+transaction (its outputs and changelog written, not committed; each worker in its N-th batch
+transaction, N drawn at random), and the checker reads ``resumes`` as a runner does, with
+``isolation.level=read_committed``: a transaction left open that no one aborts blocks it, and
+the waits behind it have no outcome.
 
 A generator registers waits and sends events of every kind (match, early event, lookback miss,
 duplicates, cancels, timeouts with each onTimeout, fan-out, a bad expression) while the harness
@@ -34,6 +41,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from processors.runtime import KILL_IN_TRANSACTION_ENV
 from schemas.keys import make_key
 from waitline.broker import EmbeddedBroker
 from waitline.topics import Topics, create_topics, load_topics
@@ -168,20 +176,32 @@ class Generator:
 class Fleet:
     """Worker processes with their own state directories."""
 
-    def __init__(self, env: dict[str, str], tmp: Path, rng: random.Random) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        tmp: Path,
+        rng: random.Random,
+        kill_in_transaction: tuple[int, int] | None = None,
+    ) -> None:
         self.env = env
         self.tmp = tmp
         self.rng = rng
+        # Each worker SIGKILLs itself inside its N-th batch transaction, N in this range.
+        self.kill_in_transaction = kill_in_transaction
         self.live: list[_Member] = []
-        self.started = self.kills = self.removals = 0
+        self.started = self.kills = self.removals = self.in_transaction = 0
+        self.errors: list[str] = []
 
     def start(self, state_dir: Path | None = None) -> None:
         state_dir = state_dir or self.tmp / f"state-{self.started}"
         log_path = self.tmp / f"worker-{self.started}.log"
         log = open(log_path, "wb")  # noqa: SIM115
+        env = {**self.env, "WAITLINE_STATE_DIR": str(state_dir)}
+        if self.kill_in_transaction is not None:
+            env[KILL_IN_TRANSACTION_ENV] = str(self.rng.randint(*self.kill_in_transaction))
         proc = subprocess.Popen(
             [sys.executable, "-m", "waitline", "worker"],
-            env={**self.env, "WAITLINE_STATE_DIR": str(state_dir)},
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
@@ -199,11 +219,34 @@ class Fleet:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.reap()
             held = [p for member in self.live for p in member.ready_partitions()]
             if sorted(held) == list(range(partitions)):
                 return True
             time.sleep(0.2)  # polling the workers' logs, bounded by the deadline
         return False
+
+    def reap(self) -> None:
+        """Restart the workers that died by themselves: inside a transaction (a SIGKILL of
+        their own, counted as a kill) or, which is a violation, of anything else."""
+        for member in list(self.live):
+            code = member.proc.poll()
+            if code is None:
+                continue
+            self.live.remove(member)
+            if code == -signal.SIGKILL:
+                self.kills += 1
+                self.in_transaction += 1
+            else:
+                self.errors.append(f"a worker exited with code {code}: see {member.log}")
+            self.start(member.state_dir if self.rng.random() < 0.5 else None)
+
+    def pause(self, seconds: float) -> None:
+        """Let ``seconds`` pass, restarting workers that die meanwhile."""
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            self.reap()
+            time.sleep(0.2)  # polling the processes, bounded by ``seconds``
 
     def kill_one(self) -> None:
         member = self.live.pop(self.rng.randrange(len(self.live)))
@@ -250,13 +293,15 @@ class _Member:
 
 
 def read_resumes(bootstrap: str, topic: str, partitions: int) -> list[dict[str, Any]]:
-    """The whole resumes topic, to the partition-EOF events (not ListOffsets)."""
+    """The whole resumes topic as a runner reads it (committed records only), to the
+    partition-EOF events (not ListOffsets)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"chk-{uuid.uuid4()}",
             "enable.partition.eof": True,
             "enable.auto.commit": False,
+            "isolation.level": "read_committed",
         }
     )
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
@@ -344,15 +389,19 @@ def main(argv: list[str] | None = None) -> int:
             "WAITLINE_GROUP_ID": f"{prefix}workers",
             "WAITLINE_GUARANTEE": args.guarantee,
         }
-        fleet = Fleet(env, tmp, rng)
+        eos = args.guarantee == "exactly_once"
+        fleet = Fleet(env, tmp, rng, (3, 40) if eos else None)
         for _ in range(workers):
             fleet.start()
         generator = Generator(bootstrap, topics, waits, interval * kills, args.seed)
         producing = threading.Thread(target=generator.run)
         producing.start()
         faults = 0
-        while fleet.kills < kills:
-            time.sleep(interval * rng.uniform(0.5, 1.5))  # random moments, by design
+        # Exactly-once: at least one of the kills is inside a transaction (while there is load).
+        while fleet.kills < kills or (eos and not fleet.in_transaction and producing.is_alive()):
+            fleet.pause(interval * rng.uniform(0.5, 1.5))  # random moments, by design
+            if fleet.kills >= kills:
+                continue
             faults += 1
             if faults % 4 == 0 and len(fleet.live) > 1:
                 if not args.kill_during_rebalance:
@@ -364,23 +413,30 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.kill_during_rebalance:
                     fleet.wait_stable(topics.events.partitions)
                 fleet.kill_one()
-        producing.join()
+        fleet.kill_in_transaction = None  # from here on, the workers started finish the run
+        while producing.is_alive():
+            fleet.pause(1.0)
         while len(fleet.live) < workers:
             fleet.start()
         deadline = time.monotonic() + 180
         resumes: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
+            fleet.reap()
             resumes = read_resumes(bootstrap, topics.resumes.name, topics.resumes.partitions)
             if {r.get("waitId") for r in resumes} >= set(generator.oracle.expected):
                 break
         violations = check(generator.oracle, resumes)
         violations += [f"producer: {e}" for e in generator.errors]
+        violations += [f"fleet: {e}" for e in fleet.errors]
+        if eos and not fleet.in_transaction:
+            violations.append("fleet: no worker was killed inside a transaction")
         waits_ = len(generator.oracle.expected)
         distinct = len({r.get("resumeId") for r in resumes})
         verdict = "PASS" if not violations else "FAIL"
         print(
             f"chaos: {verdict} waits={waits_} records={generator.oracle.records} "
             f"resumes={len(resumes)} repeats={len(resumes) - distinct} kills={fleet.kills} "
+            f"in_transaction={fleet.in_transaction} "
             f"removals={fleet.removals} workers_started={fleet.started} "
             f"guarantee={args.guarantee} seed={args.seed} "
             f"elapsed={time.monotonic() - started:.0f}s"

@@ -56,9 +56,10 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
+import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,11 +93,13 @@ from processors.gaps import OffsetGaps
 from processors.limits import MAX_REASON_CHARS, producer_max_bytes, record_size
 from processors.restore import Restorer
 from processors.store import PartitionStore
+from processors.transactions import PartitionProducers
 from schemas.keys import partition_for
 
 __all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
 
 _UNASSIGNED = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks
+KILL_IN_TRANSACTION_ENV = "WAITLINE_TEST_KILL_IN_TRANSACTION"
 # A timer command whose wait is still pending this long after it was sent goes again.
 TIMER_RESEND_S = 5.0
 
@@ -168,7 +171,15 @@ class Worker:
         self.failed_records = 0
         self._changelog_next: dict[int, int] = {}
         self._consumer: Consumer | None = None
+        # At-least-once: the worker's producer. Exactly-once: the producer of the partition
+        # whose transaction is being written (one per partition: processors.transactions).
         self._producer: Producer | None = None
+        self._txn: PartitionProducers | None = None
+        self._emit_marks: list[tuple[int, int]] = []  # exactly-once: (first emit, partition)
+        self.transactions = 0
+        # Fault injection for the exactly-once chaos run (benchmarks/chaos.py) only: SIGKILL
+        # this process inside its N-th batch transaction, its records written, uncommitted.
+        self._kill_in_transaction = int(os.environ.get(KILL_IN_TRANSACTION_ENV, "0") or 0)
         self._restorer: Restorer | None = None
         self._restoring: dict[int, PartitionStore] = {}
         self._paused: dict[int, list[TopicPartition]] = {}
@@ -180,9 +191,11 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set; then commit, close the stores and leave the group."""
         self._restorer = Restorer(self.config.client, self.config.topics[Target.CHANGELOG])
-        self._producer = Producer(self._producer_config())
         if self._eos:
-            self._producer.init_transactions(30)
+            prefix = self.config.transactional_id or self.config.group_id
+            self._txn = PartitionProducers(self._producer_config(), prefix)
+        else:
+            self._producer = Producer(self._producer_config())
         self._consumer = Consumer(self._consumer_config())
         self._consumer.subscribe(
             list(self._sources), on_assign=self._on_assign, on_revoke=self._on_revoke
@@ -253,7 +266,9 @@ class Worker:
                 self._settle_to_stop(10)  # before the revocation, bounded
             if self._consumer is not None:
                 self._consumer.close()  # revokes: stores are closed in _on_revoke
-            if self._producer is not None:
+            if self._txn is not None:
+                self._txn.close_all()
+            elif self._producer is not None:
                 self._producer.flush(10)
         finally:
             for store in [*self.stores.values(), *self._restoring.values()]:
@@ -281,6 +296,10 @@ class Worker:
         next_offset, checked, admit_at = gaps.next_offset, gaps.checked, gaps.admit_at
         rereading: set[tuple[str, int]] = set()
         skipped = 0
+        # Exactly-once commits each partition's outputs in its own transaction: note where
+        # each partition's run of outputs starts.
+        marks: list[tuple[int, int]] | None = [] if self._eos else None
+        current = -1
         max_bytes = self.config.core.max_record_bytes
         budget_end = time.monotonic() + self.config.apply_budget_ms / 1000
         for index, msg in enumerate(messages):
@@ -300,6 +319,9 @@ class Worker:
             state = states.get(partition)
             if state is None:  # revoked while the batch was in flight
                 continue
+            if marks is not None and partition != current:
+                current = partition
+                marks.append((len(emits), partition))
             where = (topic, partition)
             # The offsets follow on (processors.gaps; its common case, taken inline) or not.
             if checked or next_offset.get(where, offset) != offset:
@@ -355,6 +377,7 @@ class Worker:
         for (topic, partition), offset in reached.items():
             offsets.setdefault(partition, {})[sources[topic].value] = offset + 1
         self.processed += len(messages) - skipped  # those come again
+        self._emit_marks = marks or []
         return emits, offsets
 
     def _failed(self, record: InputRecord, exc: Exception) -> list[Emit]:
@@ -432,28 +455,47 @@ class Worker:
             raise
 
     def _commit_transaction(self, emits: list[Emit], offsets: dict[int, dict[str, int]]) -> None:
-        """Exactly-once: outputs, changelog and input offsets in one transaction, then RocksDB."""
-        producer = self._producer
-        assert producer is not None and self._consumer is not None
-        stores = {p: self.stores[p] for p in offsets if p in self.stores}
+        """Exactly-once: each touched partition's outputs, changelog and input offsets in one
+        transaction of the partition's own producer, then RocksDB. One after the other, so that
+        each flush serves (and each failure names) one partition's records only; a partition
+        whose transaction fails is aborted and read again, the others stand."""
+        assert self._txn is not None
+        outputs = _split(emits, self._emit_marks)
+        self._emit_marks = []
+        for partition, by_source in offsets.items():
+            store = self.stores.get(partition)
+            if store is not None:
+                self._commit_partition(partition, store, outputs.get(partition, []), by_source)
+
+    def _commit_partition(
+        self,
+        partition: int,
+        store: PartitionStore,
+        emits: list[Emit],
+        by_source: dict[str, int],
+    ) -> None:
+        assert self._txn is not None and self._consumer is not None
+        producer = self._producer = self._txn.get(partition)
         try:
             producer.begin_transaction()
             self._produce(emits)
-            for partition, store in stores.items():
-                store.seal(offsets[partition])
-            self._send_changelog(stores)
-            self._flush()  # serves the delivery callbacks: changelog positions, errors
-            positions = self._positions(offsets)
+            store.seal(by_source)
+            self._send_changelog({partition: store})
+            self._flush()  # serves the delivery callbacks: changelog position, errors
+            self.transactions += 1
+            if self.transactions == self._kill_in_transaction:
+                log.warning("fault injection: SIGKILL inside transaction %d", self.transactions)
+                os.kill(os.getpid(), signal.SIGKILL)
+            positions = self._positions({partition: by_source})
             if positions:
                 producer.send_offsets_to_transaction(
                     positions, self._consumer.consumer_group_metadata(), 30
                 )
             producer.commit_transaction(30)
         except (KafkaException, WorkerError) as exc:
-            self._abort(stores, exc)
+            self._abort({partition: store}, exc)
             return
-        for partition, store in stores.items():
-            store.commit(changelog_position=self._changelog_next.get(partition))
+        store.commit(changelog_position=self._changelog_next.get(partition))
 
     def _send_changelog(self, stores: dict[int, PartitionStore]) -> None:
         """Produce each store's sealed batch to its changelog partition, closing record last."""
@@ -588,23 +630,35 @@ class Worker:
             emits.extend(self._timers_to_resend(tick))
         if not emits:
             return
-        producer = self._producer
-        assert producer is not None
         if not self._eos:
             # No flush of their own: they leave with the linger while the loop goes on, and the
             # next flush or poll serves their acknowledgements (_on_timer_delivery).
             self._produce(emits, self._on_timer_delivery)
             return
+        by_partition: dict[int, list[Emit]] = {}
+        for emit in emits:  # each to the wait-commands partition of its own store
+            by_partition.setdefault(emit.partition or 0, []).append(emit)
+        for partition, commands in by_partition.items():
+            if partition in self.stores:
+                self._commit_timers(partition, commands)
+
+    def _commit_timers(self, partition: int, commands: list[Emit]) -> None:
+        """Exactly-once: a partition's timer commands in a transaction of its producer."""
+        assert self._txn is not None
+        producer = self._producer = self._txn.get(partition)
         try:
             producer.begin_transaction()
-            self._produce(emits)
+            self._produce(commands)
             self._flush()
             producer.commit_transaction(30)
         except (KafkaException, WorkerError) as exc:
             log.warning("timer commands not written, will retry: %s", exc)
-            self._sent_timers.clear()
-            self._timer_mark.clear()
-            producer.abort_transaction(30)
+            self._sent_timers.pop(partition, None)
+            self._timer_mark.pop(partition, None)
+            try:
+                producer.abort_transaction(30)
+            except KafkaException as abort_exc:
+                raise WorkerError(f"cannot abort the transaction: {abort_exc}") from abort_exc
 
     def _timers_to_resend(self, tick: float) -> list[Emit]:
         """Timer commands sent ``TIMER_RESEND_S`` ago whose wait is still pending with their
@@ -800,7 +854,13 @@ class Worker:
                 fresh.append(store)
                 self._restoring[number] = store
         assert self._restorer is not None
-        committed = self._committed(consumer, [s.partition for s in fresh]) if self._eos else None
+        committed = None
+        if self._txn is not None:
+            # Before anything is read: fence the partitions' previous owners, which aborts
+            # a transaction a crashed one left open (its records block read_committed
+            # readers, this worker included), and settles its pending offset commit.
+            self._txn.open(numbers)
+            committed = self._committed(consumer, [s.partition for s in fresh])
         self._restorer.begin(fresh, committed)
         for tp in partitions:
             store = self.stores.get(tp.partition) or self._restoring[tp.partition]
@@ -877,6 +937,8 @@ class Worker:
             self._changelog_next.pop(number, None)
             for source in self._sources.values():
                 self._expect(number, source, -1)
+        if self._txn is not None:
+            self._txn.close(numbers)
         consumer.unassign()
         log.info("revoked partitions %s", numbers)
 
@@ -915,11 +977,18 @@ class Worker:
             int(config.get("message.max.bytes", 0)),
             producer_max_bytes(self.config.core.max_record_bytes),
         )
-        if self._eos:
-            config["transactional.id"] = (
-                self.config.transactional_id or f"{self.config.group_id}-{uuid.uuid4()}"
-            )
-        return config
+        return config  # exactly-once: each partition's transactional.id is added to it
+
+
+def _split(emits: list[Emit], marks: list[tuple[int, int]]) -> dict[int, list[Emit]]:
+    """A batch's outputs by the partition whose records produced them (``marks``: where each
+    partition's run of outputs starts, in order)."""
+    out: dict[int, list[Emit]] = {}
+    for index, (start, partition) in enumerate(marks):
+        end = marks[index + 1][0] if index + 1 < len(marks) else len(emits)
+        if end > start:
+            out.setdefault(partition, []).extend(emits[start:end])
+    return out
 
 
 def _timer_deadline(command: bytes | None, default: int) -> int:

@@ -89,7 +89,9 @@ class Settings(BaseSettings):
         description="exactly_once needs a broker with working transactions (docs/guarantees.md)",
     )
     transactional_id: str | None = Field(
-        default=None, description="exactly_once: a stable id per worker (default: random)"
+        default=None,
+        description="exactly_once: the prefix of the per-partition transactional ids, the same "
+        "for every worker of a group (default: the group id)",
     )
     max_record_bytes: int = Field(
         default=1_048_576, gt=0, description="the largest input record (key, value, headers)"

@@ -151,12 +151,11 @@ STOP_GRACE_S = 60.0
 
 def child_settings(settings: Settings, index: int) -> Settings:
     """The settings of worker process ``index`` (0-based): one process each, and whatever
-    must differ between members told apart (metrics port, transactional id)."""
+    must differ between members told apart (the metrics port). The transactional id prefix is
+    shared: exactly-once ids belong to partitions, not to processes."""
     update: dict[str, object] = {"processes": 1}
     if settings.metrics_port is not None:
         update["metrics_port"] = settings.metrics_port + index
-    if settings.transactional_id is not None:
-        update["transactional_id"] = f"{settings.transactional_id}-{index}"
     return settings.model_copy(update=update)
 
 

@@ -11,7 +11,10 @@ from harness import REPO
 pytestmark = pytest.mark.integration
 
 
-def test_short_chaos_run_passes(kafka_bootstrap: str, tmp_path: object) -> None:
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_short_chaos_run_passes(kafka_bootstrap: str, tmp_path: object, guarantee: str) -> None:
+    """exactly_once: workers also SIGKILL themselves inside open transactions, and the checker
+    reads committed records only, so a transaction no one aborts fails the run."""
     result = subprocess.run(
         [
             sys.executable,
@@ -21,6 +24,8 @@ def test_short_chaos_run_passes(kafka_bootstrap: str, tmp_path: object) -> None:
             kafka_bootstrap,
             "--tmp",
             str(tmp_path),
+            "--guarantee",
+            guarantee,
         ],
         capture_output=True,
         text=True,
@@ -30,4 +35,7 @@ def test_short_chaos_run_passes(kafka_bootstrap: str, tmp_path: object) -> None:
     verdict = [line for line in result.stdout.splitlines() if line.startswith("chaos:")]
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert len(verdict) == 1 and verdict[0].startswith("chaos: PASS"), result.stdout
-    assert "kills=3" in verdict[0]
+    fields = dict(part.split("=", 1) for part in verdict[0].split()[2:])
+    assert int(fields["kills"]) >= 3
+    if guarantee == "exactly_once":
+        assert int(fields["in_transaction"]) >= 1

@@ -89,7 +89,8 @@ def test_worker_processes_get_settings_of_their_own() -> None:
     children = [child_settings(parent, index) for index in range(3)]
     assert [c.processes for c in children] == [1, 1, 1]
     assert [c.metrics_port for c in children] == [9400, 9401, 9402]
-    assert [c.transactional_id for c in children] == ["wl-0", "wl-1", "wl-2"]
+    # Exactly-once ids belong to partitions (<prefix>-<partition>): one prefix for the group.
+    assert [c.transactional_id for c in children] == ["wl", "wl", "wl"]
     assert {c.group_id for c in children} == {"g"}  # one group: they share the partitions
     plain = child_settings(Settings(processes=2), 1)
     assert (plain.metrics_port, plain.transactional_id) == (None, None)
