@@ -89,7 +89,8 @@ class Restorer:
 
     def cancel(self, partitions: list[int]) -> None:
         """Stop restoring these partitions (revoked before their restore finished)."""
-        if any(self._runs.pop(p, None) is not None for p in partitions):
+        cancelled = [p for p in partitions if self._runs.pop(p, None) is not None]
+        if cancelled:  # (a list, not any(): every partition must be popped)
             self._reassign()
 
     @property

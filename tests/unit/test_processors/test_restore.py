@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
 
-from processors.restore import RestoreError, _Run
+from processors.restore import RestoreError, Restorer, _Run
 from processors.store import OFFSETS, PartitionStore
 
 
@@ -50,3 +51,39 @@ def test_a_batch_of_layout_2_is_refused(store: PartitionStore) -> None:
     with pytest.raises(RestoreError, match=r"another state layout.*offsets@2"):
         _feed(run, [(b"en|k", b"[[1,2,3]]"), (b"moffsets@2", b'{"events": 1}')])
     assert store.offsets == {} and store.state.events_of(b"n|k") == []
+
+
+class _AssigningConsumer:
+    """What the restorer's consumer is told to read."""
+
+    def __init__(self) -> None:
+        self.assigned: list[int] = []
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned = sorted(tp.partition for tp in partitions)
+
+    def unassign(self) -> None:
+        self.assigned = []
+
+
+def test_cancel_stops_every_partition_named(tmp_path: Path) -> None:
+    """Revoked mid-restore: every revoked partition stops restoring, not only the first still
+    running (a restore that finished later for a partition the worker no longer held killed
+    the worker in a chaos run)."""
+    stores = [PartitionStore(tmp_path / f"p{n}", n) for n in range(4)]
+    restorer = Restorer({}, "changelog")
+    consumer = _AssigningConsumer()
+    restorer._consumer = consumer  # type: ignore[assignment]
+    try:
+        for store in stores:
+            store.open()
+        restorer.begin(stores, None)
+        assert consumer.assigned == [0, 1, 2, 3]
+        restorer.cancel([0, 1, 2])  # suppose 0 had finished: cancel([0]) alone changes nothing
+        assert restorer.restoring == [3] and consumer.assigned == [3]
+        restorer.begin([], None)
+        restorer.cancel([3, 9])
+        assert restorer.restoring == [] and consumer.assigned == []
+    finally:
+        for store in stores:
+            store.close()
