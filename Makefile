@@ -37,8 +37,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy benchmarks
 
 # Fault injection, the long run: >= 10 SIGKILL cycles, 3 workers, 100k waits.
+# ARGS="--guarantee exactly_once": workers are also killed inside open transactions.
 chaos: $(STAMP)
-	$(BIN)/python benchmarks/chaos.py
+	$(BIN)/python benchmarks/chaos.py $(ARGS)
 
 # Restart and restore figures with 1,000,000 pending waits.
 recovery: $(STAMP)
