@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient
 from waitline.config import is_secret_setting
 from waitline.errors import BrokerError, ConfigError
 
-__all__ = ["EmbeddedBroker", "free_port", "wait_for_broker"]
+__all__ = ["EmbeddedBroker", "die_with_parent", "free_port", "wait_for_broker"]
 
 _PROBE_INTERVAL = 0.05  # pause between failed metadata requests, in seconds
 _LOG_TAIL_LINES = 20
@@ -149,12 +149,13 @@ def _broker_binary() -> str:
         raise BrokerError(f"no Tansu binary for the embedded broker: {exc}") from None
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """On Linux, a pre-exec hook that kills the broker when its parent dies (PR_SET_PDEATHSIG).
+def die_with_parent(signum: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """On Linux, a pre-exec hook (``Popen(preexec_fn=...)``) that sends the child ``signum``
+    when its parent dies (PR_SET_PDEATHSIG); elsewhere ``None``.
 
-    Without it, a test run or ``waitline dev`` killed with SIGKILL leaves brokers behind.
-    The signal fires when the *thread* that started the broker exits, so start brokers from a
-    thread that outlives them (the main thread, in practice).
+    Without it, a test run or ``waitline dev`` killed with SIGKILL leaves brokers (and dev's
+    worker) behind. The signal fires when the *thread* that started the child exits, so start
+    children from a thread that outlives them (the main thread, in practice).
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -163,10 +164,10 @@ def _die_with_parent() -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     pr_set_pdeathsig = 1
-    sigkill = int(signal.SIGKILL)
+    signal_number = int(signum)
 
     def hook() -> None:
-        prctl(pr_set_pdeathsig, sigkill)
+        prctl(pr_set_pdeathsig, signal_number)
 
     return hook
 
@@ -277,7 +278,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"},  # plain text in the log file
             start_new_session=True,  # Ctrl-C in a terminal reaches the owner, who stops us last
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
 
     def _await_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
