@@ -1,8 +1,15 @@
-"""``waitline dev``: the embedded broker, the topics and a worker, until Ctrl-C.
+"""``waitline dev``: the embedded broker, the topics and a worker, until Ctrl-C or SIGTERM.
 
 The embedded broker keeps its data in memory, so every ``dev`` run starts from empty topics;
 the workers' RocksDB state goes to a fresh temporary directory for the same reason (state
-whose offsets point past the end of recreated topics would be stale).
+whose offsets point past the end of recreated topics would be stale). That directory also
+holds the broker's and the worker's logs, and is removed when ``dev`` exits, however it exits
+(start-up failures and Ctrl-C during start-up included).
+
+A worker that exits is started again after a back-off (``waitline.supervisor``), on the same
+state directory, so it resumes from its stores and committed offsets; the dev stack stops
+only when asked to. Since the logs go with the directory, a worker's death is reported with the
+last lines of its log.
 """
 
 from __future__ import annotations
@@ -10,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,72 +26,86 @@ from confluent_kafka.admin import AdminClient
 
 from waitline.broker import EmbeddedBroker
 from waitline.config import Settings
+from waitline.supervisor import WorkerSupervisor
 from waitline.topics import create_topics, load_topics
 from waitline.worker import STOP_GRACE_S
 
 __all__ = ["run_dev"]
 
+_TEND_INTERVAL_S = 0.2  # how often the broker and the worker are looked at
+
 
 def run_dev(port: int = 9092, state_dir: str | None = None, workers: int = 1) -> int:
+    """Run the dev stack until SIGINT, SIGTERM or SIGHUP; return the exit code (0).
+
+    Raises what start-up raises (``BrokerError``, ``TopicError``, ...); the temporary
+    directory is removed either way.
+    """
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    # From here on these only set ``stop``: start-up checks it between its steps. SIGHUP (the
+    # terminal closed) too, or the temporary directory would stay behind.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop)
     scratch = Path(tempfile.mkdtemp(prefix="waitline-dev-"))
-    state = Path(state_dir) if state_dir else scratch / "state"
+    try:
+        state = Path(state_dir) if state_dir else scratch / "state"
+        return _run(stop, scratch, state, port, workers)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(stop: threading.Event, scratch: Path, state: Path, port: int, workers: int) -> int:
     broker = EmbeddedBroker(port=port, log_path=scratch / "broker.log")
-    worker: subprocess.Popen[bytes] | None = None
+    supervisor: WorkerSupervisor | None = None
     try:
         print(f"starting the embedded broker (Tansu) on 127.0.0.1:{port} ...", flush=True)
         bootstrap = broker.start()
+        if stop.is_set():
+            return _stopping()
         settings = Settings(bootstrap_servers=bootstrap)
         topics = load_topics(settings.topics_file, settings.topic_prefix)
         for name, status in create_topics(
             AdminClient(settings.as_librdkafka_dict()), topics
         ).items():
             print(f"  topic {name}: {status}")
-        env = {
-            **os.environ,
-            "WAITLINE_BOOTSTRAP_SERVERS": bootstrap,
-            "WAITLINE_STATE_DIR": str(state),
-            "WAITLINE_TOPICS_FILE": str(settings.topics_file),
-            "WAITLINE_PROCESSES": str(workers),  # waitline worker --processes
-        }
+        if stop.is_set():
+            return _stopping()
         if workers:
-            with open(scratch / "worker.log", "wb") as log:
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "waitline", "worker"],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            env = {
+                **os.environ,
+                "WAITLINE_BOOTSTRAP_SERVERS": bootstrap,
+                "WAITLINE_STATE_DIR": str(state),
+                "WAITLINE_TOPICS_FILE": str(settings.topics_file),
+                "WAITLINE_PROCESSES": str(workers),  # waitline worker --processes
+            }
+            supervisor = WorkerSupervisor(
+                [sys.executable, "-m", "waitline", "worker"], env, scratch / "worker.log"
+            )
+            supervisor.start()
         _banner(bootstrap, scratch, workers)
-        while not stop.is_set():
-            if worker is not None and worker.poll() is not None:
-                print(f"the worker exited with code {worker.returncode}; see {scratch}", flush=True)
-                stop.set()
-            stop.wait(0.5)
-        print("\nstopping ...", flush=True)
-        return 0
+        while not stop.wait(_TEND_INTERVAL_S):
+            if supervisor is not None:
+                supervisor.tend()
+        return _stopping()
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(STOP_GRACE_S + 15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if supervisor is not None:
+            supervisor.stop(STOP_GRACE_S + 15)
         broker.stop()
-        if state_dir is None:
-            shutil.rmtree(scratch / "state", ignore_errors=True)
+
+
+def _stopping() -> int:
+    print("\nstopping ...", flush=True)
+    return 0
 
 
 def _banner(bootstrap: str, scratch: Path, workers: int) -> None:
     print(
         f"""
-waitline dev is running: {workers} worker(s), logs in {scratch}
+waitline dev is running: {workers} worker(s), logs in {scratch} (removed on exit)
 
   export WAITLINE_BOOTSTRAP_SERVERS={bootstrap}
 
@@ -97,7 +117,7 @@ and send it from a third:
 
   .venv/bin/waitline send email.verified user-42 --data '{{"via": "link"}}'
 
-Ctrl-C stops everything.
+A worker that exits is started again. Ctrl-C stops everything.
 """,
         flush=True,
     )
