@@ -311,6 +311,19 @@ class EmbeddedBroker:
                 return
             time.sleep(min(_PROBE_INTERVAL, max(deadline - time.monotonic(), 0.0)))
 
+    def check_alive(self) -> None:
+        """Raise ``BrokerError`` if the broker has exited since ``start``: its data, kept in
+        memory, went with it. Does nothing before ``start`` or after ``stop``."""
+        proc = self._proc
+        if proc is None or proc.poll() is None:
+            return
+        tail = self._log_tail()
+        self.stop()
+        raise BrokerError(
+            f"the embedded broker on {self.bootstrap_servers} exited with code "
+            f"{proc.returncode}; the data it kept in memory is gone{tail}"
+        )
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the broker: SIGINT, then SIGKILL after ``timeout`` seconds. Idempotent.
 

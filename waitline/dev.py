@@ -8,8 +8,8 @@ holds the broker's and the worker's logs, and is removed when ``dev`` exits, how
 
 A worker that exits is started again after a back-off (``waitline.supervisor``), on the same
 state directory, so it resumes from its stores and committed offsets; the dev stack stops
-only when asked to. Since the logs go with the directory, a worker's death is reported with the
-last lines of its log.
+only when asked to, or when the broker itself is gone. Since the logs go with the directory,
+a worker's death is reported with the last lines of its log.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ _TEND_INTERVAL_S = 0.2  # how often the broker and the worker are looked at
 def run_dev(port: int = 9092, state_dir: str | None = None, workers: int = 1) -> int:
     """Run the dev stack until SIGINT, SIGTERM or SIGHUP; return the exit code (0).
 
-    Raises what start-up raises (``BrokerError``, ``TopicError``, ...); the temporary
-    directory is removed either way.
+    Raises what start-up raises (``BrokerError``, ``TopicError``, ...), and ``BrokerError``
+    if the broker exits while the stack runs; the temporary directory is removed either way.
     """
     stop = threading.Event()
 
@@ -88,6 +88,7 @@ def _run(stop: threading.Event, scratch: Path, state: Path, port: int, workers: 
             supervisor.start()
         _banner(bootstrap, scratch, workers)
         while not stop.wait(_TEND_INTERVAL_S):
+            broker.check_alive()  # its data is gone: stop, rather than restart workers
             if supervisor is not None:
                 supervisor.tend()
         return _stopping()

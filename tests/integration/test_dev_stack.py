@@ -163,3 +163,26 @@ def test_a_failed_start_up_says_why_in_one_line_and_leaves_no_directory(
     assert len(errors) == 1 and message.format(port=taken_port) in errors[0], dev.log()
     assert "Traceback" not in dev.log()
     assert list(temp_root.iterdir()) == []
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_the_stack_stops_when_its_broker_dies(start_dev: StartDev, temp_root: Path) -> None:
+    dev = start_dev("--port", str(free_port()), "--workers", "0")
+    dev.await_log("waitline dev is running")
+    [broker] = _children(dev.proc.pid)  # no worker: the only child
+    os.kill(broker, signal.SIGKILL)
+
+    assert dev.proc.wait(60) == 1, dev.log()
+    errors = [line for line in dev.log().splitlines() if line.startswith("waitline: error: ")]
+    assert len(errors) == 1, dev.log()
+    assert "the embedded broker on 127.0.0.1:" in errors[0]
+    assert "exited with code -9; the data it kept in memory is gone" in errors[0]
+    assert "Traceback" not in dev.log()
+    assert list(temp_root.iterdir()) == []
