@@ -4,9 +4,9 @@
     python benchmarks/chaos.py                  # `make chaos`: >= 10 kills, 3 workers, 100k waits
     python benchmarks/chaos.py --guarantee exactly_once --short   # kills inside transactions
 
-With ``--guarantee exactly_once`` the workers also SIGKILL themselves inside an open
-transaction (its outputs and changelog written, not committed; each worker in its N-th batch
-transaction, N drawn at random), and the checker reads ``resumes`` as a runner does, with
+With ``--guarantee exactly_once`` every other kill is inside an open transaction: the worker,
+told so through a file, SIGKILLs itself in its next batch transaction, its outputs and
+changelog written and not committed. The checker reads ``resumes`` as a runner does, with
 ``isolation.level=read_committed``: a transaction left open that no one aborts blocks it, and
 the waits behind it have no outcome.
 
@@ -23,6 +23,7 @@ and the counts, and exits 1 on any violation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -176,18 +177,11 @@ class Generator:
 class Fleet:
     """Worker processes with their own state directories."""
 
-    def __init__(
-        self,
-        env: dict[str, str],
-        tmp: Path,
-        rng: random.Random,
-        kill_in_transaction: tuple[int, int] | None = None,
-    ) -> None:
+    def __init__(self, env: dict[str, str], tmp: Path, rng: random.Random, eos: bool) -> None:
         self.env = env
         self.tmp = tmp
         self.rng = rng
-        # Each worker SIGKILLs itself inside its N-th batch transaction, N in this range.
-        self.kill_in_transaction = kill_in_transaction
+        self.eos = eos  # workers can be told to die inside a transaction
         self.live: list[_Member] = []
         self.started = self.kills = self.removals = self.in_transaction = 0
         self.errors: list[str] = []
@@ -197,8 +191,9 @@ class Fleet:
         log_path = self.tmp / f"worker-{self.started}.log"
         log = open(log_path, "wb")  # noqa: SIM115
         env = {**self.env, "WAITLINE_STATE_DIR": str(state_dir)}
-        if self.kill_in_transaction is not None:
-            env[KILL_IN_TRANSACTION_ENV] = str(self.rng.randint(*self.kill_in_transaction))
+        trigger = self.tmp / f"kill-in-transaction-{self.started}" if self.eos else None
+        if trigger is not None:
+            env[KILL_IN_TRANSACTION_ENV] = str(trigger)
         proc = subprocess.Popen(
             [sys.executable, "-m", "waitline", "worker"],
             env=env,
@@ -206,7 +201,7 @@ class Fleet:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        self.live.append(_Member(proc, state_dir, log_path))
+        self.live.append(_Member(proc, state_dir, log_path, trigger))
         self.started += 1
 
     def wait_stable(self, partitions: int, timeout: float = 60.0) -> bool:
@@ -227,18 +222,13 @@ class Fleet:
         return False
 
     def reap(self) -> None:
-        """Restart the workers that died by themselves: inside a transaction (a SIGKILL of
-        their own, counted as a kill) or, which is a violation, of anything else."""
+        """Restart the workers that exited by themselves: a violation."""
         for member in list(self.live):
             code = member.proc.poll()
             if code is None:
                 continue
             self.live.remove(member)
-            if code == -signal.SIGKILL:
-                self.kills += 1
-                self.in_transaction += 1
-            else:
-                self.errors.append(f"a worker exited with code {code}: see {member.log}")
+            self.errors.append(f"a worker exited with code {code}: see {member.log}")
             self.start(member.state_dir if self.rng.random() < 0.5 else None)
 
     def pause(self, seconds: float) -> None:
@@ -248,9 +238,16 @@ class Fleet:
             self.reap()
             time.sleep(0.2)  # polling the processes, bounded by ``seconds``
 
-    def kill_one(self) -> None:
+    def kill_one(self, in_transaction: bool = False) -> None:
         member = self.live.pop(self.rng.randrange(len(self.live)))
-        member.proc.send_signal(signal.SIGKILL)
+        if in_transaction and member.trigger is not None:
+            member.trigger.touch()  # it SIGKILLs itself inside its next batch transaction
+            with contextlib.suppress(subprocess.TimeoutExpired):  # no batch came: see below
+                member.proc.wait(30)
+            if member.proc.returncode == -signal.SIGKILL:
+                self.in_transaction += 1
+        if member.proc.poll() is None:
+            member.proc.send_signal(signal.SIGKILL)
         member.proc.wait()
         self.kills += 1
         # Half the time the worker comes back where it was; else a new machine takes over.
@@ -280,6 +277,7 @@ class _Member:
     proc: subprocess.Popen[bytes]
     state_dir: Path
     log: Path
+    trigger: Path | None  # exactly_once: the file that makes it die inside a transaction
 
     def ready_partitions(self) -> list[int]:
         """The partitions its log last reported ready (none while a rebalance is under way)."""
@@ -390,18 +388,15 @@ def main(argv: list[str] | None = None) -> int:
             "WAITLINE_GUARANTEE": args.guarantee,
         }
         eos = args.guarantee == "exactly_once"
-        fleet = Fleet(env, tmp, rng, (3, 40) if eos else None)
+        fleet = Fleet(env, tmp, rng, eos)
         for _ in range(workers):
             fleet.start()
         generator = Generator(bootstrap, topics, waits, interval * kills, args.seed)
         producing = threading.Thread(target=generator.run)
         producing.start()
         faults = 0
-        # Exactly-once: at least one of the kills is inside a transaction (while there is load).
-        while fleet.kills < kills or (eos and not fleet.in_transaction and producing.is_alive()):
+        while fleet.kills < kills:
             fleet.pause(interval * rng.uniform(0.5, 1.5))  # random moments, by design
-            if fleet.kills >= kills:
-                continue
             faults += 1
             if faults % 4 == 0 and len(fleet.live) > 1:
                 if not args.kill_during_rebalance:
@@ -412,8 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 if not args.kill_during_rebalance:
                     fleet.wait_stable(topics.events.partitions)
-                fleet.kill_one()
-        fleet.kill_in_transaction = None  # from here on, the workers started finish the run
+                fleet.kill_one(in_transaction=eos and fleet.kills % 2 == 0)
         while producing.is_alive():
             fleet.pause(1.0)
         while len(fleet.live) < workers:

@@ -176,10 +176,10 @@ class Worker:
         self._producer: Producer | None = None
         self._txn: PartitionProducers | None = None
         self._emit_marks: list[tuple[int, int]] = []  # exactly-once: (first emit, partition)
-        self.transactions = 0
-        # Fault injection for the exactly-once chaos run (benchmarks/chaos.py) only: SIGKILL
-        # this process inside its N-th batch transaction, its records written, uncommitted.
-        self._kill_in_transaction = int(os.environ.get(KILL_IN_TRANSACTION_ENV, "0") or 0)
+        # Fault injection for the exactly-once chaos run (benchmarks/chaos.py) only: once this
+        # file exists, SIGKILL the process inside its next batch transaction, its records
+        # written and not committed.
+        self._kill_trigger = os.environ.get(KILL_IN_TRANSACTION_ENV) or None
         self._restorer: Restorer | None = None
         self._restoring: dict[int, PartitionStore] = {}
         self._paused: dict[int, list[TopicPartition]] = {}
@@ -482,9 +482,8 @@ class Worker:
             store.seal(by_source)
             self._send_changelog({partition: store})
             self._flush()  # serves the delivery callbacks: changelog position, errors
-            self.transactions += 1
-            if self.transactions == self._kill_in_transaction:
-                log.warning("fault injection: SIGKILL inside transaction %d", self.transactions)
+            if self._kill_trigger is not None and os.path.exists(self._kill_trigger):
+                log.warning("fault injection: SIGKILL inside a transaction")
                 os.kill(os.getpid(), signal.SIGKILL)
             positions = self._positions({partition: by_source})
             if positions:
