@@ -138,8 +138,7 @@ class CoreSettings:
     dedup_window_ms: int = 24 * 3_600_000
     tombstone_retention_ms: int = 7 * 24 * 3_600_000
     max_record_bytes: int = 1_048_576
-    # How far a producer-chosen time may lie ahead of the worker's clock (records), or of its
-    # record's time (an event's own ``timestamp``).
+    # How far a producer-chosen record time may lie ahead of the worker's clock.
     max_clock_skew_ms: int = 300_000
     max_pair_events: int = 1_000_000
     max_registration_scan: int = 1_000
@@ -153,7 +152,6 @@ class Counters:
     events: int = 0
     events_duplicate: int = 0
     events_buffered: int = 0
-    events_expired: int = 0
     registrations: int = 0
     registrations_duplicate: int = 0
     resumes_reemitted: int = 0
@@ -263,23 +261,13 @@ class Correlator:
             return self._dead_letter(record, _miskeyed(record.key, pair))
         if _maybe_non_finite(record.value) and _non_finite(event.data):
             return self._dead_letter(record, "invalid event: data holds NaN or an infinite number")
+        # §2.4: every window (lookback, TTL, deadline) counts from the record's time, which is
+        # the same whichever topic the worker reads first and on every replay. The event's own
+        # ``timestamp`` is data: the resume carries it and an `if` reads it.
         now = record.timestamp
-        if event.timestamp is not None and event.timestamp > now + self.settings.max_clock_skew_ms:
-            return self._dead_letter(
-                record,
-                f"event timestamp {event.timestamp} is {event.timestamp - now} ms ahead of its "
-                f"record's time (the limit is {self.settings.max_clock_skew_ms})",
-            )
         self.counters.events += 1
-        # An event without a timestamp takes its record's. It is buffered as received (the
-        # timestamp is kept beside it) and stamped only in the resumes that carry it.
-        ts: int = event.timestamp if event.timestamp is not None else now
-        # An event that expired before it was processed matches nothing and is not kept.
         ttl = parse_duration(event.ttl) if event.ttl is not None else self.settings.event_ttl_ms
-        expires_at = ts + ttl
-        if ttl > 0 and expires_at <= now:
-            self.counters.events_expired += 1
-            return []
+        expires_at = now + ttl
 
         # §2.5: an event seen again inside the dedup window neither matches nor is buffered.
         if event.idempotency_key is not None:
@@ -295,16 +283,16 @@ class Correlator:
         dumped: dict[str, Any] | None = None  # the event as the resume and filters see it
         # ttl 0: kept for no one, it matches the waits pending when it is processed (whatever
         # their registration time: else each such event would be checked against, and pass
-        # over, every wait on its pair registered after its timestamp).
+        # over, every wait on its pair registered after it).
         alive_until = expires_at if ttl > 0 else MAX_EPOCH_MS + 1
         # §2.1 + §2.2: every pending wait on the pair whose filter holds, in registration order.
         resolved: list[PendingWait] = []
         spend = self.settings.filter_steps_per_record
-        for wait in state.pending_on(pair, ts):
-            if not _fits(ts, alive_until, wait):
+        for wait in state.pending_on(pair, now):
+            if not _fits(now, alive_until, wait):
                 continue  # outside the wait's window, though processed while it is pending
             if dumped is None:
-                dumped = _wire_event(event, ts)
+                dumped = _wire_event(event, now)
             if wait.filter is not None:
                 spend -= self.filters.worst_steps(wait.filter)
                 if spend < 0:
@@ -321,7 +309,7 @@ class Correlator:
         # §2.4: keep the event for waits that register later, matched or not, until its TTL.
         if ttl > 0:
             body = record.value or b""
-            kept = BufferedEvent(ts, expires_at, record.offset)
+            kept = BufferedEvent(now, expires_at, record.offset)
             if state.buffer_event(pair, kept, body, self.settings.max_pair_events):
                 self.counters.events_buffered += 1
         return out
@@ -397,14 +385,14 @@ class Correlator:
             most = self.settings.filter_steps_per_record // self.filters.worst_steps(wait.filter)
             scan = max(1, min(scan, int(most)))
         for buffered in state.events_since(pair, since, scan):
-            if not _fits(buffered.timestamp, buffered.expires_at, wait):
-                if buffered.timestamp >= wait.deadline:
+            if not _fits(buffered.record_time, buffered.expires_at, wait):
+                if buffered.record_time >= wait.deadline:
                     break  # and so is every later one
                 continue
             body = state.event_body(pair, buffered)
             if body is None:
                 continue
-            dumped = _wire_event(_validate_event(body), buffered.timestamp)
+            dumped = _wire_event(_validate_event(body), buffered.record_time)
             if wait.filter is not None and not self.filters.matches(
                 wait.filter, dumped, wait.context
             ):
@@ -557,26 +545,28 @@ def carried_key(key: bytes | None) -> bytes | None:
     return key if key is None or len(key) <= _MAX_CARRIED_KEY else None
 
 
-def _wire_event(event: Event, timestamp: int) -> dict[str, Any]:
-    """The event as resumes and filters see it: its wire JSON object, stamped with the time it
-    happened (its own ``timestamp``, else its record's, kept beside the buffered body)."""
+def _wire_event(event: Event, record_time: int) -> dict[str, Any]:
+    """The event as resumes and filters see it: its wire JSON object, its ``timestamp`` its
+    own, else its record's time (kept beside the buffered body)."""
     wire: dict[str, Any] = _dump_event(event, by_alias=True, mode="json")
-    wire["timestamp"] = timestamp
+    if event.timestamp is None:
+        wire["timestamp"] = record_time
     return wire
 
 
-def _fits(event_ts: int, expires_at: int, wait: PendingWait) -> bool:
-    """Whether an event can resolve a wait, by time alone, whatever order they were processed in.
+def _fits(record_time: int, expires_at: int, wait: PendingWait) -> bool:
+    """Whether an event can resolve a wait, by record times alone, whatever order the two
+    records were processed in.
 
     The event must still be alive when the wait registers (§2.4: not expired by
-    ``registeredAt``), lie inside the wait's lookback window (none = anything buffered), and
-    have happened before the wait's deadline (§2.6: by then the outcome is ``timed_out``).
+    ``registeredAt``), have been appended inside the wait's lookback window (none = anything
+    buffered), and before the wait's deadline (§2.6: by then the outcome is ``timed_out``).
     """
     if expires_at <= wait.registered_at:
         return False
-    if wait.lookback_ms is not None and event_ts < wait.registered_at - wait.lookback_ms:
+    if wait.lookback_ms is not None and record_time < wait.registered_at - wait.lookback_ms:
         return False
-    return event_ts < wait.deadline
+    return record_time < wait.deadline
 
 
 def _run_id_of(resume: bytes, fallback: str) -> bytes:

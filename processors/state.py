@@ -13,14 +13,15 @@ tag     key                                         value
                                                     ``PendingWait``) or, once resolved, its
                                                     tombstone: ``\\0``, expiresAt, resume JSON
 ``p``   pair*, windowStart, seq, waitId             empty: a wait pending on the pair
-                                                    (windowStart: the time of the oldest event
-                                                    it can match; seq: registration order)
+                                                    (windowStart: the record time of the oldest
+                                                    event it can match; seq: registration order)
 ``n``   pair                                        the pair's counts: pending waits, buffered
                                                     events; the next wait's seq, the lowest
                                                     seq of its next event (4 × 8 bytes)
-``e``   pair*, timestamp, seq                       expiresAt: a buffered event of the pair
-                                                    (seq: its input offset)
-``b``   expiresAt, seq, timestamp, pair             buffered event body (wire JSON)
+``e``   pair*, recordTime, seq                      expiresAt: a buffered event of the pair
+                                                    (recordTime: its Kafka record's time; seq:
+                                                    its input offset)
+``b``   expiresAt, seq, recordTime, pair            buffered event body (wire JSON, as received)
 ``d``   name ``\\0`` idempotencyKey                  dedup entry: expiresAt
 ``t``   deadline, waitId                            pair (the timer index, deadline-ordered)
 ``x``   expiresAt, kind, key                        empty (the purge index of dedup entries and
@@ -32,8 +33,8 @@ tag     key                                         value
 A wait and its tombstone share the key: a registration asks one question (pending, resolved,
 or new?) with one read, and resolving a wait is one write. Every pending wait and buffered
 event has entries of its own, so adding or removing one writes the same few entries however
-many its pair holds. An event reads the ``p`` entries of its pair up to its own time (waits
-whose window has started), a registration the ``e`` entries from its window's start; the
+many its pair holds. An event reads the ``p`` entries of its pair up to its record's time
+(waits whose window has started), a registration the ``e`` entries from its window's start; the
 ``n`` counts spare both the scan of a pair with nothing to match. An event body's key starts
 with its expiry, so the ``b`` keyspace is its own purge index, walked oldest first; its key
 names the event's ``e`` entry.
@@ -154,7 +155,7 @@ def _pair_prefix(tag: bytes, pair: bytes) -> bytes:
 
 
 def _window_start(registered_at: int, lookback_ms: int | None) -> int:
-    """The time of the oldest event a wait can match: none before it ever does (§2.4)."""
+    """The record time of the oldest event a wait can match: none before it ever does (§2.4)."""
     return 0 if lookback_ms is None else max(registered_at - lookback_ms, 0)
 
 
@@ -162,18 +163,18 @@ def _pending_key(pair: bytes, window_start: int, seq: int, wait_id: bytes) -> by
     return _pair_prefix(_PENDING, pair) + _u64(window_start) + _u64(seq) + wait_id
 
 
-def _event_key(pair: bytes, timestamp: int, seq: int) -> bytes:
-    return _pair_prefix(_EVENTS, pair) + _u64(timestamp) + _u64(seq)
+def _event_key(pair: bytes, record_time: int, seq: int) -> bytes:
+    return _pair_prefix(_EVENTS, pair) + _u64(record_time) + _u64(seq)
 
 
 def _body_key(pair: bytes, event: BufferedEvent) -> bytes:
-    return _BODY + _u64(event.expires_at) + _u64(event.seq) + _u64(event.timestamp) + pair
+    return _BODY + _u64(event.expires_at) + _u64(event.seq) + _u64(event.record_time) + pair
 
 
 def _event_entry(body_key: bytes) -> tuple[bytes, bytes]:
     """The ``e`` entry (key, value) of the body under ``body_key``."""
-    expires_at, seq, timestamp = struct.unpack_from(">QQQ", body_key, 1)
-    return _event_key(body_key[25:], timestamp, seq), _u64(expires_at)
+    expires_at, seq, record_time = struct.unpack_from(">QQQ", body_key, 1)
+    return _event_key(body_key[25:], record_time, seq), _u64(expires_at)
 
 
 # The keyspaces scanned a pair at a time: an Overlay keeps their buffered keys by pair.
@@ -237,9 +238,13 @@ class PendingWait:
 
 @dataclass(slots=True)
 class BufferedEvent:
-    """An event kept for waits that register later."""
+    """An event kept for waits that register later.
 
-    timestamp: int
+    ``record_time`` is its Kafka record's time, which every window counts from (§2.4); the
+    event's own ``timestamp`` field, if any, stays in its body.
+    """
+
+    record_time: int
     expires_at: int
     seq: int
 
@@ -282,14 +287,14 @@ class PartitionState:
             return int(_U64.unpack_from(raw, 1)[0]), raw[9:]
         return PendingWait.from_bytes(raw)
 
-    def pending_on(self, pair: bytes, event_time: int | None = None) -> list[PendingWait]:
-        """The waits pending on ``pair`` (with ``event_time``: those whose lookback window
-        starts at or before it), in registration order. Deletes the stale ``p`` entries it
-        meets (left by a restore: see the module docstring)."""
+    def pending_on(self, pair: bytes, record_time: int | None = None) -> list[PendingWait]:
+        """The waits pending on ``pair`` (with ``record_time``, an event record's: those whose
+        lookback window starts at or before it), in registration order. Deletes the stale ``p``
+        entries it meets (left by a restore: see the module docstring)."""
         raw = self.kv.get(_COUNT + pair)
         if raw is None or raw[:8] == _ZERO:  # no wait pending on it
             return []
-        return self._pending(pair, event_time, clean=True)
+        return self._pending(pair, record_time, clean=True)
 
     def waits_on(self, pair: bytes) -> list[str]:
         """The waitIds pending on ``pair``, in registration order."""
@@ -384,8 +389,8 @@ class PartitionState:
         return list(self.events_since(pair, 0, None))
 
     def events_since(self, pair: bytes, since: int, limit: int | None) -> Iterator[BufferedEvent]:
-        """The buffered events of ``pair`` with ``timestamp >= since``, oldest first (by
-        timestamp, then input offset), at most ``limit``: a seek to ``since``, then one entry
+        """The buffered events of ``pair`` with ``record_time >= since``, oldest first (by
+        record time, then input offset), at most ``limit``: a seek to ``since``, then one entry
         per event."""
         raw = self.kv.get(_COUNT + pair)
         if raw is None or raw[8:16] == _ZERO:  # no event buffered
@@ -410,7 +415,7 @@ class PartitionState:
         waits, events, wait_seq, event_seq = (0, 0, 0, 0) if raw is None else _COUNTS.unpack(raw)
         if seq < event_seq or (limit is not None and events >= limit):
             return False
-        ts, expires_at = _u64(event.timestamp), _u64(event.expires_at)
+        ts, expires_at = _u64(event.record_time), _u64(event.expires_at)
         seq_bytes = _u64(seq)
         kv.put(_BODY + expires_at + seq_bytes + ts + pair, body)
         kv.put(_pair_prefix(_EVENTS, pair) + ts + seq_bytes, expires_at)

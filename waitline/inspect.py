@@ -59,8 +59,8 @@ def buffered_events(
                 if (name is None or event_name == name) and (key is None or event_key == key):
                     body = state.event_body(pair, event)
                     wire = json.loads(body) if body is not None else None
-                    if wire is not None:  # stored as received; the timestamp it was given
-                        wire.setdefault("timestamp", event.timestamp)
+                    if wire is not None:  # stored as received: its own timestamp, else its record's
+                        wire.setdefault("timestamp", event.record_time)
                     yield {"partition": partition, "expiresAt": event.expires_at, "event": wire}
         finally:
             db.close()

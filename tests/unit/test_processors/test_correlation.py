@@ -157,23 +157,116 @@ def test_lookback_ten_seconds_ignores_an_event_twenty_seconds_older(core: Core) 
     assert out[0]["event"]["eventId"] == "new"
 
 
-def test_lookback_applies_to_late_arriving_old_events(core: Core) -> None:
+def test_lookback_applies_to_events_processed_while_the_wait_is_pending(core: Core) -> None:
+    """An event appended before the window opened does not match, also when the worker reads
+    it after the registration (a lagging partition, a replay)."""
     core.register("w1", "signed", "d", 100 * S, lookback="10s")
-    assert core.event("signed", "d", 101 * S, timestamp=50 * S) == []  # happened too long ago
-    assert len(resumes(core.event("signed", "d", 102 * S, timestamp=95 * S))) == 1
+    assert core.event("signed", "d", 90 * S - 1, eventId="old") == []
+    fresh = core.event("signed", "d", 95 * S, eventId="fresh")
+    assert [r["event"]["eventId"] for r in resumes(fresh)] == ["fresh"]
 
 
-def test_lookback_zero_applies_to_late_arriving_old_events(core: Core) -> None:
-    """§2.4/§2.6: lookback 0 counts only events from after the registration, in either order.
+# -- every window in record times --------------------------------------------------------------
+#
+# The record time is the Kafka timestamp of the record as logged: the broker's append time
+# under LogAppendTime, the producer's clock on a broker that keeps CreateTime. The event's own
+# ``timestamp`` field is data (the resume carries it, an `if` reads it) and never decides.
 
-    Processed event-first, an event stamped before the registration does not match (the
-    registration path compares timestamps). Processed registration-first (a late event, or a
-    replay that interleaves the two topics differently) it must not match either; the
-    event path skips the lookback check when lookback is 0, because 0 is falsy.
-    """
-    core.register("w1", "signed", "d", 100 * S, lookback="0")
-    late = core.event("signed", "d", 101 * S, timestamp=50 * S)
-    assert resumes(late) == [], "an event from 50 s before a lookback-0 wait matched it"
+REG = 1_800_000_000_000  # the registration's record time
+ORDERS = ["event-first", "registration-first"]
+
+
+def _in_order(
+    core: Core, order: str, event_at: int, registration: dict[str, Any], **event: Any
+) -> list[Emit]:
+    """Process the registration of ``w1`` (record time ``REG``) and one event (record time
+    ``event_at``) in ``order``: the two are on different topics, so either may come first."""
+    event.setdefault("eventId", "e")
+
+    def register() -> list[Emit]:
+        return core.register("w1", "signed", "d", REG, **registration)
+
+    def send() -> list[Emit]:
+        return core.event("signed", "d", event_at, **event)
+
+    return register() + send() if order == "registration-first" else send() + register()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(
+    "stamp_age",
+    [500, 10 * 60 * S],
+    ids=["producer-clock-half-a-second-behind", "relayed-ten-minutes-old"],
+)
+def test_lookback_zero_counts_an_event_appended_after_it_whatever_its_timestamp(
+    core: Core, order: str, stamp_age: int
+) -> None:
+    """Appended 1.5 s after a lookback-0 registration, stamped (its ``timestamp``) before it:
+    it matches, and the resume carries the event's own ``timestamp``."""
+    stamp = REG - stamp_age
+    out = resumes(_in_order(core, order, REG + 1_500, {"lookback": "0"}, timestamp=stamp))
+    assert [(r["waitId"], r["outcome"]) for r in out] == [("w1", "matched")]
+    assert out[0]["event"]["timestamp"] == stamp
+    assert out[0]["registeredAt"] == REG
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_lookback_zero_ignores_an_event_appended_half_a_second_before_it(
+    core: Core, order: str
+) -> None:
+    """On a broker that keeps the producer's time, an event producer whose clock runs 0.5 s
+    behind the runner's stamps its record before the registration: in both orders it does not
+    match, and the wait times out."""
+    out = _in_order(core, order, REG - 500, {"lookback": "0", "timeout": "5s"})
+    assert resumes(out) == []
+    assert _outcomes(core.fire_timers(REG + 5 * S)) == [("w1", "timed_out", "fail")]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_an_event_in_the_same_millisecond_as_a_lookback_zero_registration_counts(
+    core: Core, order: str
+) -> None:
+    out = _in_order(core, order, REG, {"lookback": "0"})
+    assert _outcomes(out) == [("w1", "matched", "continue")]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(
+    ("event_at", "stamp", "matched"),
+    [
+        (REG - 5 * 60 * S, REG - H, True),  # the window's first millisecond, stamped long ago
+        (REG - 5 * 60 * S - 1, REG, False),  # a millisecond before it, stamped "now"
+    ],
+    ids=["window-start", "just-before"],
+)
+def test_lookback_five_minutes_is_measured_in_record_times(
+    core: Core, order: str, event_at: int, stamp: int, matched: bool
+) -> None:
+    out = _in_order(core, order, event_at, {"lookback": "5m"}, timestamp=stamp)
+    assert _outcomes(out) == ([("w1", "matched", "continue")] if matched else [])
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(
+    ("event_at", "matched"),
+    [(REG - 10 * S + 1, True), (REG - 10 * S, False)],
+    ids=["alive-at-registration", "expired-at-registration"],
+)
+def test_ttl_counts_from_the_events_record_time(
+    core: Core, order: str, event_at: int, matched: bool
+) -> None:
+    """``ttl: 10s`` keeps an event until its record time + 10 s (exclusive), whatever its own
+    ``timestamp`` says (here an hour older than its ttl)."""
+    out = _in_order(core, order, event_at, {}, ttl="10s", timestamp=event_at - H)
+    assert _outcomes(out) == ([("w1", "matched", "continue")] if matched else [])
+
+
+def test_an_event_stamped_longer_ago_than_its_ttl_is_kept(core: Core) -> None:
+    """Its TTL runs from its record's time, so no event has expired when it is processed."""
+    assert core.event("otp", "u", 10 * S, timestamp=0, ttl="5s") == []
+    assert core.core.counters.events_buffered == 1
+    assert len(resumes(core.register("w1", "otp", "u", 15 * S - 1))) == 1
+    assert core.register("w2", "otp", "u", 15 * S) == []
 
 
 def test_event_ttl_expiry(core: Core) -> None:
@@ -203,13 +296,6 @@ def test_event_ttl_overrides_the_default(make_core: Callable[..., Core]) -> None
     core = make_core(CoreSettings(event_ttl_ms=5 * S))
     core.event("otp", "u", 0, ttl="1h")
     assert len(resumes(core.register("w1", "otp", "u", 30 * 60 * S))) == 1
-
-
-def test_event_expired_on_arrival_matches_nothing(core: Core) -> None:
-    core.register("w1", "otp", "u", 0)
-    assert core.event("otp", "u", 10 * S, timestamp=0, ttl="5s") == []
-    assert core.core.counters.events_expired == 1
-    assert list(core.state.iter_buffered()) == []
 
 
 def test_ttl_zero_matches_pending_but_is_not_kept(core: Core) -> None:
@@ -452,6 +538,23 @@ def test_event_after_the_deadline_does_not_match(core: Core) -> None:
     late = core.event("reply", "x", 5 * S)
     out = late + core.raw(Source.WAIT_COMMANDS, timer.value or b"", 5 * S, timer.key)
     assert _outcomes(out) == [("w1", "timed_out", "fail")]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(
+    ("event_at", "matched"),
+    [(REG + 5 * S - 1, True), (REG + 5 * S, False)],
+    ids=["appended-before-the-deadline", "appended-at-the-deadline"],
+)
+def test_the_deadline_is_compared_with_the_events_record_time(
+    core: Core, order: str, event_at: int, matched: bool
+) -> None:
+    """Stamped (its ``timestamp``) at the registration, an event appended at the deadline
+    does not match in either order: by record times the wait had timed out."""
+    out = _in_order(core, order, event_at, {"timeout": "5s"}, timestamp=REG)
+    out += core.fire_timers(REG + 10 * S)
+    outcome = ("w1", "matched", "continue") if matched else ("w1", "timed_out", "fail")
+    assert _outcomes(out) == [outcome]
 
 
 # -- §3 filters --------------------------------------------------------------------------------
@@ -824,6 +927,18 @@ def test_an_event_without_timestamp_carries_its_records_everywhere(core: Core, o
     assert [(r["waitId"], r["event"]["timestamp"]) for r in out] == [("w1", 5 * S)]
 
 
+@pytest.mark.parametrize("order", ORDERS)
+def test_an_events_own_timestamp_is_what_the_filter_and_the_resume_see(
+    core: Core, order: str
+) -> None:
+    """Its record's time decides the window; its own ``timestamp`` is the data a filter reads
+    and the resume carries, live or from the buffer."""
+    stamp = REG - 10 * 60 * S
+    registration = {"lookback": "0", "if": f"async.timestamp == {stamp}"}
+    out = resumes(_in_order(core, order, REG + S, registration, timestamp=stamp))
+    assert [(r["waitId"], r["event"]["timestamp"]) for r in out] == [("w1", stamp)]
+
+
 # -- the resume's wire form --------------------------------------------------------------------
 
 
@@ -875,9 +990,10 @@ def test_the_direct_validator_and_serializer_are_the_models(raw: bytes) -> None:
     # The core calls pydantic's validator and serializer without the model's wrappers.
     event = _validate_event(raw)
     assert event == Event.model_validate_json(raw)
-    assert _wire_event(event, 99) == event.model_dump(by_alias=True, mode="json") | {
-        "timestamp": 99
-    }
+    stamped = event.model_dump(by_alias=True, mode="json")
+    if stamped["timestamp"] is None:  # the record's time stands in for a missing one
+        stamped["timestamp"] = 99
+    assert _wire_event(event, 99) == stamped
     with pytest.raises(ValidationError):
         _validate_event(b'{"eventId":"","name":"paid","correlationKey":"o"}')
 

@@ -243,15 +243,25 @@ def test_the_broker_time_is_trusted(core: Core) -> None:
     assert core.core.process(core.state, record) == []
 
 
-def test_an_event_stamped_far_ahead_of_its_record_is_refused(core: Core) -> None:
-    skew = core.core.settings.max_clock_skew_ms
-    value = _body(_event(timestamp=NOW + skew + 1))
+def test_an_events_own_timestamp_far_ahead_of_its_record_is_only_data(core: Core) -> None:
+    """Every window counts from the record's time, so a ``timestamp`` field in year 3000 keeps
+    nothing longer and opens no window: the event is kept for its TTL from its record's time,
+    and the resume carries the field as sent."""
+    year_3000 = 32_503_680_000_000
+    value = _body(_event(timestamp=year_3000, ttl="1h"))
+    assert core.core.process(core.state, _record(Source.EVENTS, value)) == []
+    ((_, kept),) = core.state.iter_buffered()
+    assert (kept.record_time, kept.expires_at) == (NOW, NOW + H)
+    registration = _body(_registration())
+    (resume,) = resumes(core.core.process(core.state, _record(Source.WAIT_COMMANDS, registration)))
+    assert resume["event"]["timestamp"] == year_3000
+
+
+def test_an_events_timestamp_after_the_year_9999_is_refused(core: Core) -> None:
+    value = _body(_event(timestamp=253_402_300_800_000))
     (dead,) = core.core.process(core.state, _record(Source.EVENTS, value))
-    assert "ahead of its record's time" in _reason(dead)
+    assert "invalid event: timestamp" in _reason(dead)
     assert list(core.state.iter_buffered()) == []
-    ok = _body(_event(eventId="e2", timestamp=NOW + skew))
-    assert core.core.process(core.state, _record(Source.EVENTS, ok)) == []
-    assert len(list(core.state.iter_buffered())) == 1
 
 
 # -- content -----------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 The generated runs mix registrations (a handful of waitIds over three name/key pairs, random
 timeouts and onTimeout, optional lookback, optional filter), events (with and without
-idempotency keys, duplicates, TTLs), cancels, re-registrations, timer firings at random
-"now"s from ``due_timers``, and replays of timer records already processed. Timestamps never
-decrease (several records may share one millisecond).
+idempotency keys, duplicates, TTLs, and an own ``timestamp`` that may lie before or after their
+record's), cancels, re-registrations, timer firings at random "now"s from ``due_timers``, and
+replays of timer records already processed. Record times never decrease (several records may
+share one millisecond).
 
 Properties:
 
@@ -62,6 +63,7 @@ event = st.tuples(
     st.integers(0, 5),  # data.v
     st.sampled_from([None, "a", "b"]),  # idempotency key
     st.sampled_from([None, "0", "1s", "30s"]),  # ttl
+    st.sampled_from([None, 0, -500, 500, -600_000]),  # its own timestamp, from its record time
 )
 cancel = st.tuples(st.just("cancel"), delays, st.integers(0, len(WAITS) - 1))
 tick = st.tuples(st.just("tick"), st.integers(0, 4_000))
@@ -102,7 +104,8 @@ class _Wait:
 
 @dataclass
 class _Event:
-    timestamp: int
+    record_time: int
+    stamp: int  # its own timestamp (its record's when it has none): data, never a window
     offset: int
     event_id: str
     pair: tuple[str, str]
@@ -112,7 +115,8 @@ class _Event:
 
 @dataclass
 class Model:
-    """SPEC §2 written as plainly as possible, for one partition and non-decreasing time."""
+    """SPEC §2 written as plainly as possible, for one partition and non-decreasing record
+    times, which every window is measured in."""
 
     pending: dict[str, _Wait] = field(default_factory=dict)
     resolved: dict[str, bytes] = field(default_factory=dict)
@@ -121,9 +125,9 @@ class Model:
     seq: int = 0
 
     @staticmethod
-    def in_lookback(lookback_ms: int | None, registered_at: int, ts: int) -> bool:
-        """An event counts for a wait iff it happened no earlier than lookback before it."""
-        return lookback_ms is None or ts >= registered_at - lookback_ms
+    def in_lookback(lookback_ms: int | None, registered_at: int, record_time: int) -> bool:
+        """An event counts for a wait iff it was appended no earlier than lookback before it."""
+        return lookback_ms is None or record_time >= registered_at - lookback_ms
 
 
 def _resumes(emits: list[Emit]) -> list[dict[str, Any]]:
@@ -131,9 +135,15 @@ def _resumes(emits: list[Emit]) -> list[dict[str, Any]]:
     return [json.loads(e.value or b"") for e in emits]
 
 
+def _stamp(now: int, age: int | None) -> int | None:
+    return None if age is None else max(0, now + age)
+
+
 def _check_event(model: Model, out: list[Emit], now: int, op: tuple[Any, ...], offset: int) -> None:
-    _, _, p, v, idem, ttl = op
+    _, _, p, v, idem, ttl, age = op
     pair = PAIRS[p]
+    stamp = _stamp(now, age)
+    stamp = now if stamp is None else stamp
     ttl_ms = DEFAULT_TTL if ttl is None else parse_duration(ttl)
     if idem is not None:
         if model.dedup.get((pair[0], idem), -1) > now:
@@ -159,12 +169,13 @@ def _check_event(model: Model, out: list[Emit], now: int, op: tuple[Any, ...], o
     for resume in got:
         assert (resume["outcome"], resume["action"]) == ("matched", "continue")
         assert resume["event"]["eventId"] == f"e{offset}" and resume["resolvedAt"] == now
+        assert resume["event"]["timestamp"] == stamp
         wait = model.pending.pop(resume["waitId"])
         assert resume["registeredAt"] == wait.registered_at
     for emit, resume in zip(out, got, strict=True):
         model.resolved[resume["waitId"]] = emit.value or b""
     if ttl_ms > 0:
-        model.buffered.append(_Event(now, offset, f"e{offset}", pair, now + ttl_ms, v))
+        model.buffered.append(_Event(now, stamp, offset, f"e{offset}", pair, now + ttl_ms, v))
 
 
 def _check_registration(model: Model, out: list[Emit], now: int, op: tuple[Any, ...]) -> None:
@@ -184,10 +195,10 @@ def _check_registration(model: Model, out: list[Emit], now: int, op: tuple[Any, 
             for e in model.buffered
             if e.pair == pair
             and e.expires_at > now
-            and model.in_lookback(lookback_ms, now, e.timestamp)
+            and model.in_lookback(lookback_ms, now, e.record_time)
             and accepts(e.v)
         ),
-        key=lambda e: (e.timestamp, e.offset),
+        key=lambda e: (e.record_time, e.offset),
     )
     if not available:
         assert out == [], "no available event: the wait is pending"
@@ -199,6 +210,7 @@ def _check_registration(model: Model, out: list[Emit], now: int, op: tuple[Any, 
     (resume,) = _resumes(out)
     assert (resume["waitId"], resume["outcome"]) == (wait_id, "matched")
     assert resume["event"]["eventId"] == available[0].event_id, "the oldest available event"
+    assert resume["event"]["timestamp"] == available[0].stamp
     assert resume["registeredAt"] == resume["resolvedAt"] == now
     model.resolved[wait_id] = out[0].value or b""
 
@@ -297,9 +309,11 @@ def _run(ops: list[tuple[Any, ...]], model: Model | None = None) -> Run:
             if model is not None:
                 _check_registration(model, out, now, op)
         elif kind == "event":
-            _, _, p, value, idem, ttl = op
+            _, _, p, value, idem, ttl, age = op
             name, key = PAIRS[p]
             extra: dict[str, Any] = {"data": {"v": value}}
+            if (stamp := _stamp(now, age)) is not None:
+                extra["timestamp"] = stamp
             if idem is not None:
                 extra["idempotencyKey"] = idem
             if ttl is not None:
@@ -378,18 +392,20 @@ INTERLEAVINGS = ("ERT", "RET", "RTE")  # R registration, T its timer record, E t
 
 @PROPERTY
 @given(
-    t_reg=st.integers(0, 20_000),
-    t_event=st.integers(0, 20_000),
-    event_age=st.sampled_from([0, 0, 3_000, 15_000]),  # event body timestamp before its record
+    t_reg=st.integers(0, 20_000),  # the registration's record time
+    t_event=st.integers(0, 20_000),  # the event's record time
+    # The event's own timestamp against its record time: none, a producer clock a little
+    # behind or ahead, a relayed event from long ago.
+    stamp_age=st.sampled_from([None, 0, 500, -500, 3_000, 15_000, 600_000]),
     timeout=st.sampled_from(["1s", "5s", "1h"]),
-    lookback=st.sampled_from([None, "0", "10s"]),
+    lookback=st.sampled_from([None, "0", "2s", "10s"]),
     ttl=st.sampled_from([None, "2s", "1h"]),  # not "0": kept for no one, it is order-bound
     timer_lag=st.integers(0, 3_000),  # how long after the deadline the timer record was written
 )
 def test_outcome_does_not_depend_on_cross_topic_order(
     t_reg: int,
     t_event: int,
-    event_age: int,
+    stamp_age: int | None,
     timeout: str,
     lookback: str | None,
     ttl: str | None,
@@ -398,12 +414,14 @@ def test_outcome_does_not_depend_on_cross_topic_order(
     """§2.6: replaying the input topics replays the same decisions.
 
     Events and wait commands are two topics: a replay (or a lagging consumer) may interleave
-    them differently, while each record keeps its own timestamp. A registration and its timer
+    them differently, while each record keeps its own record time. A registration and its timer
     record share a topic partition, so they keep their order; the event may come before the
-    registration or between the two, and must resolve the wait the same way in both cases.
+    registration or between the two, and must resolve the wait the same way in both cases:
+    the way the record times say (lookback, TTL and deadline all counted in them), whatever
+    the event's own ``timestamp``, which the resume carries as sent.
 
     An event processed after the timer record cannot match any more (the first outcome won),
-    so that position is compared only for an event stamped at or after the deadline, which
+    so that position is compared only for an event appended at or after the deadline, which
     must not match in any position.
     """
     deadline = t_reg + parse_duration(timeout)
@@ -411,15 +429,22 @@ def test_outcome_does_not_depend_on_cross_topic_order(
     reg: dict[str, Any] = {"timeout": timeout}
     if lookback is not None:
         reg["lookback"] = lookback
-    ev: dict[str, Any] = {"timestamp": max(0, t_event - event_age), "eventId": "e"}
+    ev: dict[str, Any] = {"eventId": "e"}
+    if stamp_age is not None:
+        ev["timestamp"] = max(0, t_event - stamp_age)
     if ttl is not None:
         ev["ttl"] = ttl
     timer = json.dumps(
         {"type": "timer", "waitId": "w", "name": "n", "correlationKey": "k", "deadline": deadline}
     ).encode()
 
-    event_time = ev["timestamp"]
-    sequences = ["ERT", "RET"] + (["RTE"] if event_time >= deadline else [])
+    expires_at = t_event + (DEFAULT_TTL if ttl is None else parse_duration(ttl))
+    lookback_ms = None if lookback is None else parse_duration(lookback)
+    matches = (
+        expires_at > t_reg and Model.in_lookback(lookback_ms, t_reg, t_event) and t_event < deadline
+    )
+    expected = [("matched", "e")] if matches else [("timed_out", None)]
+    sequences = ["ERT", "RET"] + (["RTE"] if t_event >= deadline else [])
     outcomes: dict[str, list[tuple[str, str | None]]] = {}
     for sequence in sequences:
         core = Core(PartitionState(MemoryKV()))
@@ -431,11 +456,13 @@ def test_outcome_does_not_depend_on_cross_topic_order(
                 out += core.event("n", "k", t_event, **ev)
             else:
                 out += core.raw(Source.WAIT_COMMANDS, timer, t_timer, b"n|k")
-        outcomes[sequence] = [
-            (r["outcome"], (r["event"] or {}).get("eventId")) for r in _resumes(out)
-        ]
+        got = _resumes(out)
+        outcomes[sequence] = [(r["outcome"], (r["event"] or {}).get("eventId")) for r in got]
+        for resume in got:
+            if resume["event"] is not None:
+                assert resume["event"]["timestamp"] == ev.get("timestamp", t_event)
     note(f"outcomes by processing order: {outcomes}")
-    assert len({json.dumps(v) for v in outcomes.values()}) == 1, outcomes
+    assert all(got == expected for got in outcomes.values()), (expected, outcomes)
 
 
 def test_interleavings_cover_every_position_of_the_event() -> None:

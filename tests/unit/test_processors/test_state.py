@@ -298,11 +298,11 @@ def test_events_since_seeks_to_the_timestamp_and_stops_at_the_limit(
 ) -> None:
     for seq, ts in enumerate((300, 100, 200, 100, 256, 255)):
         state.buffer_event(b"n|k", BufferedEvent(ts, 9_000, seq), b"e")
-    assert [e.timestamp for e in state.events_since(b"n|k", 0, None)] == [
+    assert [e.record_time for e in state.events_since(b"n|k", 0, None)] == [
         100, 100, 200, 255, 256, 300,
     ]  # fmt: skip
-    assert [e.timestamp for e in state.events_since(b"n|k", 200, None)] == [200, 255, 256, 300]
-    assert [e.timestamp for e in state.events_since(b"n|k", 201, 2)] == [255, 256]
+    assert [e.record_time for e in state.events_since(b"n|k", 200, None)] == [200, 255, 256, 300]
+    assert [e.record_time for e in state.events_since(b"n|k", 201, 2)] == [255, 256]
     assert list(state.events_since(b"n|k", 301, None)) == []
     assert list(state.events_since(b"n|none", 0, None)) == []
 
