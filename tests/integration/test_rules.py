@@ -5,7 +5,12 @@ All tests in this module share one worker (``live_stack``) and use their own cor
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME
 from harness import Stack
 
 from schemas.keys import make_key
@@ -77,6 +82,62 @@ def test_lookback_zero_ignores_earlier_events(live_stack: Stack, uid: str) -> No
     c.flush()
     resume = live_stack.await_resume(f"{uid}/new-only")
     assert resume.event is not None and resume.event.event_id == second.event_id
+
+
+@pytest.mark.parametrize("order", ["event-first", "registration-first"])
+def test_lookback_zero_counts_record_times_of_skewed_producers(
+    live_stack: Stack, uid: str, order: str
+) -> None:
+    """Where the broker keeps the producer's time (the embedded one), an event producer's
+    clock sets its record's time, and lookback "0" counts from the registration's record:
+    an event stamped 1.5 s after it (its own ``timestamp`` a relayed one, 10 minutes old)
+    matches; one stamped 0.5 s before it does not, and the wait times out. The same whichever
+    of the two records the worker reads first."""
+    stack = live_stack
+    registered = int(time.time() * 1000)  # the runner's clock
+    cases = {  # correlation key: the event's record time, its own timestamp
+        f"{uid}-ahead": (registered + 1_500, registered - 600_000),
+        f"{uid}-behind": (registered - 500, registered - 500),
+    }
+
+    def produce(role: str, key: str, body: dict[str, Any], timestamp: int | None = None) -> None:
+        value = json.dumps({"name": "skewed", "correlationKey": key, **body}).encode()
+        stack.produce_raw(role, make_key("skewed", key), value, timestamp=timestamp)
+
+    def registration(key: str, wait: str, **fields: Any) -> dict[str, Any]:
+        return {"waitId": f"{key}/{wait}", "runId": f"run-{key}", "timeout": "5m", **fields}
+
+    for key, (record_time, stamp) in cases.items():
+        event = {"eventId": f"{key}-e", "timestamp": stamp}
+        wait = registration(key, "w", lookback="0", timeout="3s", onTimeout="continue")
+        if order == "event-first":
+            produce("events", key, event, record_time)
+            # A wait without lookback resolves with the event once the worker has read it.
+            produce("wait-commands", key, registration(key, "marker"))
+            marker = stack.await_resume(f"{key}/marker")
+            assert marker.event is not None and marker.event.event_id == f"{key}-e"
+            produce("wait-commands", key, wait, registered)
+        else:
+            produce("wait-commands", key, wait, registered)
+            # Rejected after it on the same partition: the worker has read the registration.
+            produce("wait-commands", key, registration(key, "probe", **{"if": "async.x >"}))
+            assert stack.await_resume(f"{key}/probe").outcome == "rejected"
+            produce("events", key, event, record_time)
+
+    logged = stack.reader("events").wait_for(
+        lambda records: sum(_is_one_of(m, cases) for m in records) == 2, 30, "the two events"
+    )
+    if any(m.timestamp()[0] != TIMESTAMP_CREATE_TIME for m in logged if _is_one_of(m, cases)):
+        pytest.skip("this broker stamps its own append time: no producer clock shifts it")
+    ahead = stack.await_resume(f"{uid}-ahead/w")
+    assert ahead.outcome == "matched" and ahead.event is not None
+    assert (ahead.event.event_id, ahead.event.timestamp) == (f"{uid}-ahead-e", registered - 600_000)
+    behind = stack.await_resume(f"{uid}-behind/w")
+    assert (behind.outcome, behind.action, behind.event) == ("timed_out", "continue", None)
+
+
+def _is_one_of(msg: Any, keys: dict[str, Any]) -> bool:
+    return msg.key() in {make_key("skewed", key) for key in keys}
 
 
 def test_expired_event_is_not_matched(live_stack: Stack, uid: str) -> None:
