@@ -35,11 +35,19 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from processors.runtime import KILL_IN_TRANSACTION_ENV
@@ -77,11 +85,24 @@ class Generator:
             }
         )
 
-    def _send(self, topic: str, name: str, key: str, body: dict[str, Any]) -> None:
+    def _send(
+        self,
+        topic: str,
+        name: str,
+        key: str,
+        body: dict[str, Any],
+        timestamp: int = 0,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        """Produce ``body``; ``timestamp``: the record time asked for (0: the producer's clock)."""
         while True:
             try:
                 self.producer.produce(
-                    topic, json.dumps(body).encode(), make_key(name, key), on_delivery=self._ack
+                    topic,
+                    json.dumps(body).encode(),
+                    make_key(name, key),
+                    on_delivery=on_delivery or self._ack,
+                    timestamp=timestamp,
                 )
                 break
             except BufferError:
@@ -91,6 +112,24 @@ class Generator:
     def _ack(self, error: KafkaError | None, _msg: object) -> None:
         if error is not None:
             self.errors.append(error.str())
+
+    def event_an_hour_old(self, wait_id: str, event_id: str, key: str) -> None:
+        """An event whose record is stamped an hour ago, for a wait with a 10-minute lookback.
+
+        Windows count in record times. A broker that keeps the producer's time (the embedded
+        one) keeps the stamp: the event lies before the window and the wait times out. One
+        that stamps its own append time (``LogAppendTime``) puts it inside: it matches. Which
+        one it was, the delivery report says."""
+        stamp = int(time.time() * 1000) - 3_600_000
+        self.oracle.expected[wait_id] = ("timed_out", "continue", None)
+
+        def appended(error: KafkaError | None, msg: Message) -> None:
+            self._ack(error, msg)
+            if error is None and msg.timestamp()[1] != stamp:
+                self.oracle.expected[wait_id] = ("matched", "continue", event_id)
+
+        body = {"eventId": event_id, "name": "chaos", "correlationKey": key, "timestamp": stamp}
+        self._send(self.topics.events.name, "chaos", key, body, stamp, appended)
 
     def register(self, wait_id: str, key: str, **fields: Any) -> None:
         body = {
@@ -126,9 +165,8 @@ class Generator:
             self.register(w, k)
             exp[w] = ("matched", "continue", e)
         elif kind == "lookback-miss":
-            self.event(e, k, timestamp=int(time.time() * 1000) - 3_600_000)
+            self.event_an_hour_old(w, e, k)
             self.register(w, k, lookback="10m", timeout="3s", onTimeout="continue")
-            exp[w] = ("timed_out", "continue", None)
         elif kind == "duplicate":
             self.register(w, k)
             self.event(e, k, idempotencyKey=f"i{n}")
