@@ -92,10 +92,17 @@ class Event(_Wire):
     )
     ttl: Duration | None = Field(
         default=None,
-        description="how long the event stays available to waits that register later",
+        description=(
+            "how long after its Kafka record time the event stays available to waits that "
+            "register later"
+        ),
     )
     timestamp: EpochMillis | None = Field(
-        default=None, description="when it happened; the Kafka record timestamp if absent"
+        default=None,
+        description=(
+            "when it happened, as data: resumes carry it and `if` reads it (the Kafka record "
+            "time if absent); lookback, ttl and timeouts count from the record time, never this"
+        ),
     )
 
 
@@ -120,7 +127,11 @@ class WaitRegistration(_Wire):
     context: dict[str, Any] | None = None
     lookback: Duration | None = Field(
         default=None,
-        description="only events no older than this before the registration count; 0 = only later",
+        description=(
+            "only events whose Kafka record time is at or after the registration's record time "
+            'minus this count ("0": only events appended at or after the registration); an '
+            "event's own `timestamp` never decides"
+        ),
     )
     metadata: Any | None = Field(default=None, description="opaque JSON handed back in the resume")
 

@@ -350,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--data", metavar="JSON", help="event data, a JSON object")
     send.add_argument("--event-id", help="default: a new UUID")
     send.add_argument("--idempotency-key", help="drop repeats with this key in the dedup window")
-    send.add_argument("--ttl", metavar="DURATION", help="how long the event stays available")
+    send.add_argument(
+        "--ttl", metavar="DURATION", help="how long after its record time the event stays available"
+    )
     _add_connection(send)
     send.set_defaults(func=cmd_send)
 
@@ -361,7 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--on-timeout", choices=["fail", "continue", "cancel"], default="fail")
     wait.add_argument("--if", dest="if_", metavar="CEL", help="filter, e.g. async.data.ok == true")
     wait.add_argument("--context", metavar="JSON", help="JSON object the filter reads as `event`")
-    wait.add_argument("--lookback", metavar="DURATION", help="accept events this old (0: only new)")
+    wait.add_argument(
+        "--lookback",
+        metavar="DURATION",
+        help="count only events appended at most this long before the wait, by Kafka record "
+        "time (0: appended at or after it)",
+    )
     wait.add_argument("--metadata", metavar="JSON", help="opaque JSON returned in the resume")
     wait.add_argument("--wait-id", help="default: <run-id>/<name>")
     wait.add_argument("--run-id", help="default: a new cli-… id")

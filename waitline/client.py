@@ -127,7 +127,12 @@ def new_event(
     ttl: str | None = None,
     timestamp: int | None = None,
 ) -> Event:
-    """An event, validated: a new UUID ``eventId`` and the wall clock unless given."""
+    """An event, validated: a new UUID ``eventId`` and the wall clock unless given.
+
+    ``timestamp`` is data: resumes carry it and an ``if`` reads it; ``lookback``, ``ttl`` and
+    timeouts count from the Kafka record time instead (``ttl``: how long after it the event
+    stays available to waits that register later).
+    """
     return Event(
         event_id=event_id or str(uuid.uuid4()),
         name=name,
@@ -182,7 +187,11 @@ class Client:
         ttl: str | None = None,
         timestamp: int | None = None,
     ) -> Event:
-        """Publish an event; returns it as sent (with its ``eventId`` and ``timestamp``)."""
+        """Publish an event; returns it as sent (with its ``eventId`` and ``timestamp``).
+
+        ``timestamp`` (default: the wall clock) is data: resumes carry it and an ``if`` reads
+        it; ``lookback``, ``ttl`` and timeouts count from the Kafka record time instead.
+        """
         event = new_event(
             name,
             correlation_key,
@@ -227,6 +236,10 @@ class Client:
         metadata: Any = None,
     ) -> WaitRegistration:
         """Ask the processor to resume ``run_id`` when a matching event arrives.
+
+        ``lookback``: only events whose Kafka record time is at or after the registration's
+        record time minus this count (``"0"``: only events appended at or after the
+        registration); an event's own ``timestamp`` never decides. None: any event still kept.
 
         Registering a ``wait_id`` again is safe: a pending wait is left alone, a resolved one
         has its resume command published again.
@@ -289,6 +302,10 @@ class Client:
         ``timeout`` is the wait's own (server-side) timeout; ``wait_timeout`` bounds how long
         this call blocks, in seconds (default: no bound). Raises WaitTimeoutError when it
         passes; the wait stays registered and can be followed again by registering it anew.
+
+        ``lookback``: only events whose Kafka record time is at or after the registration's
+        record time minus this count (``"0"``: only events appended at or after the
+        registration); an event's own ``timestamp`` never decides. None: any event still kept.
         """
         partition = partition_for(run_id.encode(), self.topics.resumes.partitions)
         source = self._open_resume_source(partition)
