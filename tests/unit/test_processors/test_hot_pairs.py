@@ -216,12 +216,12 @@ def test_within_the_bound_the_oldest_match_wins() -> None:
 
 
 def test_the_scan_stops_at_the_deadline() -> None:
-    """Events oldest first: once one happened at or after the wait's deadline, all later ones
-    did too, and the scan stops there."""
+    """Events oldest first (by record time): once one was appended at or after the wait's
+    deadline, all later ones were too, and the scan stops there."""
     core, filters = _filtered_core(1_000)
     for i in range(50):
         core.event("hot", "k", 10 * S + i, data={"i": i})
-    # Registered (record time) before the events happened, with a deadline before them too.
+    # Registered before the events were appended, with a deadline before them too.
     assert core.register("w", "hot", "k", S, timeout="1s", **{"if": "true"}) == []
     assert filters.evaluated == 0
 
