@@ -28,7 +28,7 @@ import statistics
 import time
 import uuid
 
-from bench import _cpu_seconds
+from bench.trace import cpu_seconds
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -108,8 +108,8 @@ def fetch_cost(bootstrap: str, pid: int, rate: float, seconds: float, linger_ms:
 
 
 def _broker_cpu_seconds(pid: int) -> float:
-    """The broker's CPU seconds so far (``bench._cpu_seconds``); it runs while probed."""
-    seconds = _cpu_seconds(pid)
+    """The broker's CPU seconds so far (``bench.trace.cpu_seconds``); it runs while probed."""
+    seconds = cpu_seconds(pid)
     if seconds is None:
         raise SystemExit(f"no CPU time for the broker's process {pid}: has it stopped?")
     return seconds

@@ -1,12 +1,13 @@
 """The worker's per-record work without a broker: core, state and RocksDB, one process.
 
-Feeds the match-heavy input of ``bench.py`` (100k waits over 20k keys, then 200k events, half
-matching; ``--scale`` shrinks it), or with ``--workload hot-pair`` its hot-pair input (one pair:
-100k events, 10k waits, 10k events), through the worker's own ``Worker._apply`` and the store's
-commit (batches of 20,000, as the run loop takes them from a backlog; scaled with the input),
-with the Kafka messages replaced by plain objects and the changelog's records counted instead
-of produced. What it leaves out is librdkafka's part (consume, produce, flush); what it keeps
-is the Python work that bounds the worker (docs/benchmarks.md, "Where the time goes").
+Feeds the match-heavy input of ``make bench`` (``bench/workloads.py``: 100k waits over 20k keys,
+then 200k events, half matching; ``--scale`` shrinks it), or with ``--workload hot-pair`` its
+hot-pair input (one pair: 100k events, 10k waits, 10k events), through the worker's own
+``Worker._apply`` and the store's commit (batches of 20,000, as the run loop takes them from a
+backlog; scaled with the input), with the Kafka messages replaced by plain objects and the
+changelog's records counted instead of produced. What it leaves out is librdkafka's part
+(consume, produce, flush); what it keeps is the Python work that bounds the worker
+(docs/benchmarks.md, "What limits the numbers").
 
 Two readings:
 
@@ -87,7 +88,7 @@ def _encode(body: dict[str, Any]) -> bytes:
 
 
 def match_heavy(scale: float, start_ms: int) -> list[FakeMessage]:
-    """bench.py's match-heavy stream, partitioned as the murmur2 producer would."""
+    """The benchmark's match-heavy stream, partitioned as the murmur2 producer would."""
     waits, events, keys = int(100_000 * scale), int(200_000 * scale), max(int(20_000 * scale), 1)
     records: list[tuple[str, bytes, bytes]] = []
     for i in range(waits):
@@ -104,7 +105,7 @@ def match_heavy(scale: float, start_ms: int) -> list[FakeMessage]:
 
 
 def hot_pair(scale: float, start_ms: int) -> list[FakeMessage]:
-    """bench.py's hot-pair stream: one pair, 100k events buffered, then 10k waits that count
+    """The benchmark's hot-pair stream: one pair, 100k events buffered, then 10k waits that count
     only later events (lookback 0), then 10k events, the first of which resolves them all."""
     events, waits = int(100_000 * scale), int(10_000 * scale)
     pair = make_key("bench", "hot")

@@ -3,7 +3,7 @@
 Buffered events, matching, fan-out and idempotency-key dedup, in RocksDB tables (rocksdict
 driver), as a user of the design card's packages would write it. Timeouts, lookback, TTLs and
 `if` filters are left out (Faust has no per-record timer; an app-wide `App.timer` scanning a
-table is the usual workaround). Run by benchmarks/bench.py:
+table is the usual workaround). Run by ``make bench`` (benchmarks/bench/contenders.py):
 
     faust -A benchmarks.faust_app worker -l warning
 

@@ -23,7 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import input_producer, produce, scratch_dir, wait_records
+from bench.cli import scratch_dir
+from bench.workloads import input_producer, produce, wait_records
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 

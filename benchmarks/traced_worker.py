@@ -1,8 +1,8 @@
 """``python -m waitline worker`` with a record of where a live record's time goes.
 
-For ``bench.py --latency-at/--lateness-at RATES --trace``: the worker runs as always, and
-records, each with the wall-clock time it happened (the benchmark keeps what falls inside its
-measurement):
+For ``python -m benchmarks.bench --latency-at/--lateness-at RATES --trace``: the worker runs as
+always, and records, each with the wall-clock time it happened (the benchmark keeps what falls
+inside its measurement):
 
 - each run-loop iteration that did something: its duration and the time spent taking the
   batch, applying it, committing it (of which waiting for the broker's acks, ``_flush``, also
@@ -14,7 +14,7 @@ measurement):
 - each pause of Python's cyclic garbage collector, with its generation.
 
 When the worker stops, the record is written as JSON to the path in ``WAITLINE_TRACE``.
-``bench.trace_summary`` turns it into percentiles. The patches wrap the methods they time; the
+``bench.trace.trace_summary`` turns it into percentiles. The patches wrap the methods they time; the
 worker's behaviour is unchanged (the timings cost ~1 µs per loop phase and per timer). The
 timers' and the collector's samples are kept in arrays of floats, which the collector does not
 walk (the loops, a few per second, in a list), so the record does not lengthen the pauses it

@@ -1,4 +1,5 @@
-"""bench.py's arithmetic: medians, ratios of the medians and paired (per-round) ratios."""
+"""The benchmark's arithmetic (medians, ratios of the medians and paired per-round ratios), its
+command line and the run it asks for, with every measurement stubbed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import pytest
 from benchmodules import load
 
-bench = load("bench")
+cli = load("bench.cli")
+summary = load("bench.summary")
+workloads = load("bench.workloads")
 
 
 def _peaks(runs: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -24,7 +27,7 @@ def test_ratios_of_medians_and_paired_differ_under_drift() -> None:
         "waitline": [40_000.0, 20_000.0, 36_000.0],
         "faust": [2_000.0, 1_000.0, 3_000.0],
     }
-    rows = bench.summarize("match-heavy", runs, _peaks(runs))
+    rows = summary.summarize("match-heavy", runs, _peaks(runs))
     w = rows["waitline"]
     assert w["records_per_s"] == 36_000
     assert w["runs"] == [40_000, 20_000, 36_000]
@@ -42,7 +45,7 @@ def test_two_processes_get_a_ratio_to_one_also_paired() -> None:
         "waitline": [40_000.0, 20_000.0, 30_000.0],
         "waitline-2p": [60_000.0, 42_000.0, 63_000.0],
     }
-    two = bench.summarize("match-heavy", runs, _peaks(runs))["waitline-2p"]
+    two = summary.summarize("match-heavy", runs, _peaks(runs))["waitline-2p"]
     assert two["ratio_to_one_process"] == 2.0  # 60,000 / 30,000
     assert two["ratio_to_one_process_paired"] == 2.1  # median of 1.5, 2.1, 2.1
 
@@ -53,7 +56,7 @@ def test_a_peer_with_a_run_of_no_rate_gets_no_ratio(capsys: pytest.CaptureFixtur
         "waitline": [30_000.0, 31_000.0, 32_000.0],
         "waitline-2p": [60_000.0, 62_000.0, 64_000.0],
     }
-    rows = bench.summarize("timeouts", runs, _peaks(runs))
+    rows = summary.summarize("timeouts", runs, _peaks(runs))
     for name in ("waitline", "waitline-2p"):
         assert "ratio_to_ceiling" not in rows[name] and "ratio_to_ceiling_paired" not in rows[name]
     assert rows["waitline-2p"]["ratio_to_one_process"] == 2.0
@@ -63,10 +66,10 @@ def test_a_peer_with_a_run_of_no_rate_gets_no_ratio(capsys: pytest.CaptureFixtur
 def test_the_table_prints_without_waitline(capsys: pytest.CaptureFixture[str]) -> None:
     runs = {"ceiling": [150_000.0], "faust": [2_500.0]}
     results = {
-        "workloads": {"match-heavy": bench.summarize("match-heavy", runs, _peaks(runs))},
+        "workloads": {"match-heavy": summary.summarize("match-heavy", runs, _peaks(runs))},
         "batched_offer_linger_ms": 50,
     }
-    bench._table(results)
+    summary.print_table(results)
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("match-heavy"))
     assert line.split()[:4] == ["match-heavy", "150000", "-", "2500"]
 
@@ -79,10 +82,10 @@ def test_the_table_shows_median_and_paired(capsys: pytest.CaptureFixture[str]) -
         "faust": [2_000.0, 1_000.0, 3_000.0],
     }
     results = {
-        "workloads": {"match-heavy": bench.summarize("match-heavy", runs, _peaks(runs))},
+        "workloads": {"match-heavy": summary.summarize("match-heavy", runs, _peaks(runs))},
         "batched_offer_linger_ms": 50,
     }
-    bench._table(results)
+    summary.print_table(results)
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("match-heavy"))
     assert "0.225 (0.200)" in line and "18.0 (20.0)" in line and "1.94 (2.00)" in line
@@ -95,7 +98,7 @@ def no_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: object) -> int:
         raise AssertionError("the arguments were accepted")
 
-    monkeypatch.setattr(bench, "run", refuse)
+    monkeypatch.setattr(cli, "run", refuse)
 
 
 @pytest.mark.parametrize(
@@ -111,7 +114,7 @@ def test_bad_contenders_are_refused(
     contenders: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(["--contenders", contenders])
+        cli.main(["--contenders", contenders])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -128,7 +131,7 @@ def test_lateness_pending_needs_lateness_at_and_a_count(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(argv)
+        cli.main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -148,7 +151,7 @@ class _Broker:
 
 @pytest.fixture
 def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[Any]]:
-    """``bench.run`` with every measurement stubbed: what each was asked is recorded."""
+    """``cli.run`` with every measurement stubbed: what each was asked is recorded."""
     calls: dict[str, list[Any]] = {
         "measure": [],
         "latency": [],
@@ -173,13 +176,13 @@ def stubbed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list[A
         late = {"p50": 1.0, "p99": 2.0, "max": 3.0}
         return {"lateness_ms": late, "early_firings": 0, "pending_waits": pending}
 
-    monkeypatch.setattr(bench, "EmbeddedBroker", _Broker)
-    monkeypatch.setattr(bench, "fresh_topics", lambda bootstrap: (object(), "prefix"))
-    monkeypatch.setattr(bench, "measure", measure)
-    monkeypatch.setattr(bench, "live_latency", latency)
-    monkeypatch.setattr(bench, "timeout_lateness", lateness)
-    monkeypatch.setattr(bench, "_chart", lambda results, path: None)
-    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(cli, "EmbeddedBroker", _Broker)
+    monkeypatch.setattr(cli, "fresh_topics", lambda bootstrap: (object(), "prefix"))
+    monkeypatch.setattr(cli, "measure", measure)
+    monkeypatch.setattr(cli, "live_latency", latency)
+    monkeypatch.setattr(cli, "timeout_lateness", lateness)
+    monkeypatch.setattr(cli, "chart", lambda results, path: None)
+    monkeypatch.setattr(cli, "RESULTS", tmp_path)
     return calls
 
 
@@ -187,7 +190,7 @@ def test_a_run_without_waitline_measures_the_others(
     stubbed: dict[str, list[Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--contenders", "ceiling,faust", "--workloads", "match-heavy,timeouts", "--runs", "1"]
-    assert bench.main([*argv, "--no-latency", "--output", "t"]) == 0
+    assert cli.main([*argv, "--no-latency", "--output", "t"]) == 0
     assert stubbed["measure"] == ["ceiling", "faust"] * 2
     assert stubbed["lateness"] == []
     assert "waitline is not among --contenders; no timeout lateness" in capsys.readouterr().out
@@ -199,7 +202,7 @@ def test_the_timeouts_workload_measures_lateness_at_both_lingers_with_pending_wa
     stubbed: dict[str, list[Any]], tmp_path: Path
 ) -> None:
     argv = ["--contenders", "waitline", "--workloads", "timeouts", "--runs", "1", "--scale", "0.1"]
-    assert bench.main([*argv, "--output", "t"]) == 0
+    assert cli.main([*argv, "--output", "t"]) == 0
     # Empty state at linger 5 and 50, then 1M (scaled: 100,000) pending at linger 5 and 50.
     assert stubbed["lateness"] == [(0, 5), (0, 50), (100_000, 5), (100_000, 50)]
     w = json.loads((tmp_path / "t.json").read_text())["workloads"]["timeouts"]["waitline"]
@@ -209,7 +212,7 @@ def test_the_timeouts_workload_measures_lateness_at_both_lingers_with_pending_wa
 
 def test_lateness_at_passes_the_pending_waits_on(stubbed: dict[str, list[Any]]) -> None:
     argv = ["--lateness-at", "100,200", "--lateness-pending", "5000", "--offer-linger", "50"]
-    assert bench.main(argv) == 0
+    assert cli.main(argv) == 0
     assert stubbed["lateness"] == [(5000, 50), (5000, 50)]
     assert stubbed["measure"] == [] and stubbed["latency"] == []
     assert stubbed["traced"] == [False, False]
@@ -218,14 +221,14 @@ def test_lateness_at_passes_the_pending_waits_on(stubbed: dict[str, list[Any]]) 
 def test_lateness_at_with_trace_gives_each_measurement_a_trace(
     stubbed: dict[str, list[Any]],
 ) -> None:
-    assert bench.main(["--lateness-at", "100,200", "--trace"]) == 0
+    assert cli.main(["--lateness-at", "100,200", "--trace"]) == 0
     assert stubbed["traced"] == [True, True]
 
 
 def test_latency_at_with_trace_traces_waitline_not_the_ceiling(
     stubbed: dict[str, list[Any]],
 ) -> None:
-    assert bench.main(["--latency-at", "100", "--latency-of", "ceiling,waitline", "--trace"]) == 0
+    assert cli.main(["--latency-at", "100", "--latency-of", "ceiling,waitline", "--trace"]) == 0
     assert stubbed["latency"] == ["ceiling", "waitline"]
     assert stubbed["latency_traced"] == [False, True]
 
@@ -234,7 +237,7 @@ def test_hot_pair_is_reported_beside_match_heavy(
     stubbed: dict[str, list[Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--contenders", "waitline", "--workloads", "match-heavy,hot-pair", "--runs", "1"]
-    assert bench.main([*argv, "--no-latency", "--output", "t"]) == 0
+    assert cli.main([*argv, "--no-latency", "--output", "t"]) == 0
     workloads = json.loads((tmp_path / "t.json").read_text())["workloads"]
     assert workloads["hot-pair"]["waitline"]["ratio_to_match_heavy"] == 1.0  # the stub's rates
     assert "ratio_to_match_heavy" not in workloads["match-heavy"]["waitline"]
@@ -244,8 +247,8 @@ def test_hot_pair_is_reported_beside_match_heavy(
 def test_the_hot_pair_input_is_one_pair() -> None:
     from waitline.topics import load_topics
 
-    topics = load_topics(bench.REPO / "topics.yaml", "p.")
-    _, stream = bench.build_input("hot-pair", topics, 0.01)
+    topics = load_topics(workloads.REPO / "topics.yaml", "p.")
+    _, stream = workloads.build_input("hot-pair", topics, 0.01)
     assert {key for _, key, _ in stream} == {b"bench|hot"}
     kinds = [(topic, json.loads(value).get("waitId") is None) for topic, _, value in stream]
     assert (

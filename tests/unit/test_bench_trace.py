@@ -1,4 +1,4 @@
-"""``bench.py --trace``: what benchmarks/traced_worker.py records, and how bench summarises it."""
+"""``--trace``: what benchmarks/traced_worker.py records, and how the benchmark summarises it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from processors.correlation import Correlator, Target
 from processors.runtime import Worker
 from schemas.keys import make_key, partition_for
 
-bench = load("bench")
+cli = load("bench.cli")
+tracing = load("bench.trace")
 core = load("core")
 traced = load("traced_worker")
 
@@ -36,7 +37,7 @@ def test_the_summary_keeps_what_happened_during_the_measurement() -> None:
         # [s, generation, ms]: before the start, two inside, one while writing the record
         "gc_ms": [[9.1, 2, 40.0], [10.2, 0, 0.5], [10.3, 2, 3.0], [13.1, 2, 25.0]],
     }
-    summary = bench.trace_summary(raw, 10.0, 12.0)
+    summary = tracing.trace_summary(raw, 10.0, 12.0)
     assert summary["loops"] == 2
     assert summary["loop_ms"] == {"p50": 40.0, "p99": 40.0, "max": 40.0}
     assert summary["loop_share"] == {"apply": 0.667, "commit": 0.3, "flush": 0.1}
@@ -52,22 +53,22 @@ def test_the_summary_keeps_what_happened_during_the_measurement() -> None:
         "full": 1,
         "full_max_ms": 3.0,
     }
-    line = bench._trace_line({"trace": summary | {"cpu_percent": {"worker": 65}}})
+    line = tracing.trace_line({"trace": summary | {"cpu_percent": {"worker": 65}}})
     assert "2 busy loops" in line and "worker 65%" in line and "apply 67% (p99 30.0 ms)" in line
     assert "full collections 1, the longest 3.0 ms" in line
 
 
 def test_a_measurement_without_timers_has_no_timer_stages() -> None:
     raw = {"loops": [], "timer_sent_ms": [], "timer_hop_ms": [], "timer_applied_ms": []}
-    summary = bench.trace_summary(raw | {"gc_ms": []}, 0.0, 1.0)
+    summary = tracing.trace_summary(raw | {"gc_ms": []}, 0.0, 1.0)
     assert summary["loops"] == 0 and "timer_sent_ms" not in summary
     assert summary["gc"]["pauses"] == 0
-    assert bench._trace_line({}) == ""
+    assert tracing.trace_line({}) == ""
 
 
 def test_trace_goes_with_a_live_measurement(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        bench.main(["--trace"])
+        cli.main(["--trace"])
     assert exited.value.code == 2
     assert "--trace goes with --latency-at or --lateness-at" in capsys.readouterr().err
 
@@ -113,7 +114,7 @@ def test_the_traced_worker_records_its_phases_and_each_timers_way(tmp_path: Path
 def test_cpu_is_measured_per_process_and_for_the_machine() -> None:
     """A busy loop of ~0.3 s in this process: its own CPU and the machine's (which includes it)
     both grow by most of it; without a trace nothing is measured."""
-    cpu = bench._Cpu(Path("trace.json"), {"self": os.getpid(), "gone": None})
+    cpu = tracing.Cpu(Path("trace.json"), {"self": os.getpid(), "gone": None})
     started = time.monotonic()
     while time.monotonic() - started < 0.3:
         pass
@@ -121,6 +122,6 @@ def test_cpu_is_measured_per_process_and_for_the_machine() -> None:
     assert set(cpu.percent) == {"self", "machine", "steal"}
     assert cpu.percent["self"] >= 50 and cpu.percent["machine"] >= cpu.percent["self"] - 10
     assert cpu.stopped >= time.time() - 5
-    untraced = bench._Cpu(None, {"self": os.getpid()})
+    untraced = tracing.Cpu(None, {"self": os.getpid()})
     untraced.stop()
     assert untraced.percent == {}
