@@ -8,7 +8,7 @@
 3. an embedded Tansu broker (``waitline.broker.EmbeddedBroker``): the default here and in CI.
 
 Tests marked ``kafka_only("why")`` need Apache Kafka semantics that Tansu lacks (see
-shared/BROKERS.md); they skip, with that reason, when the broker is Tansu.
+docs/embedded-broker.md); they skip, with that reason, when the broker is Tansu.
 """
 
 from __future__ import annotations
