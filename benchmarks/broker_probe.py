@@ -1,5 +1,4 @@
-"""Two probes of the broker under live load (docs/benchmarks.md, "Latency on the embedded
-broker").
+"""Two probes of the broker under live load (docs/embedded-broker.md).
 
     .venv/bin/python benchmarks/broker_probe.py [--bootstrap HOST:PORT]
     .venv/bin/python benchmarks/broker_probe.py --fetch-cost [--rate 2000] [--seconds 20]
@@ -18,7 +17,7 @@ and how far the consumer is behind. On Tansu 0.6.0 at linger 5 (a record or two 
 2,000/s over 8 partitions) the first phase stays flat near 25% and the second climbs to a
 saturated core within seconds; at ``--linger 50`` the same offer costs the broker about 8% alone
 and 20% with the consumer. What a fetch costs grows with the number of record batches the
-partition holds, not with its records (docs/benchmarks.md, "Latency on the embedded broker").
+partition holds, not with its records (docs/embedded-broker.md).
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             """Fresh topics for a live measurement, on a restarted (empty) embedded broker, so
             no contender pays for what the others wrote before it: in one run on a filled
             broker the live figures were several times worse than on a fresh one right after
-            (docs/benchmarks.md, "Latency on the embedded broker"). A broker given by
+            (docs/embedded-broker.md). A broker given by
             --bootstrap is used as it is."""
             nonlocal broker, bootstrap, restarts, used
             if broker is not None and used and not args.keep_broker:
