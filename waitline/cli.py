@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a processor (a consumer-group member)")
     _add_connection(worker)
-    worker.add_argument("--group-id", help="consumer group (default waitline)")
+    worker.add_argument("--group-id", help="consumer group (default <topic prefix>waitline)")
     worker.add_argument("--state-dir", help="RocksDB directory (default .waitline/state)")
     worker.add_argument(
         "--processes",
@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_at_least(1), default=None, help="print at most this many (1 or more)"
     )
     inspect.add_argument("--state-dir", help="RocksDB directory (default .waitline/state)")
-    inspect.add_argument("--group-id", help="consumer group (default waitline)")
+    inspect.add_argument("--group-id", help="consumer group (default <topic prefix>waitline)")
     inspect.set_defaults(func=cmd_inspect)
 
     cancel = sub.add_parser("cancel", help="cancel a pending wait")

@@ -77,7 +77,11 @@ class Settings(BaseSettings):
     ssl_key_password: SecretStr | None = Field(default=None, description="ssl.key.password")
     topics_file: Path = Field(default_factory=default_topics_file)
     topic_prefix: str = Field(default="", description="prepended to every topic name")
-    group_id: str = Field(default="waitline", description="the processors' consumer group")
+    group_id: str = Field(
+        default="waitline",
+        min_length=1,
+        description="the processors' consumer group (default: the topic prefix + waitline)",
+    )
     state_dir: Path = Field(default=Path(".waitline/state"), description="RocksDB stores")
     event_ttl: str = Field(default="24h", description="how long events stay available")
     dedup_window: str = Field(default="24h", description="how long idempotency keys are kept")
@@ -122,6 +126,17 @@ class Settings(BaseSettings):
         min_length=1,
         description="address /metrics listens on: this machine only unless set (0.0.0.0: all)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _group_follows_prefix(cls, data: Any) -> Any:
+        """Without a group id, the group is ``<topic prefix>waitline``: a prefix isolates the
+        consumer group (and the state directory and transactional ids named after it) as it
+        isolates the topics."""
+        if isinstance(data, dict) and data.get("group_id") is None:
+            prefix = data.get("topic_prefix")
+            data = {**data, "group_id": f"{prefix if isinstance(prefix, str) else ''}waitline"}
+        return data
 
     @field_validator("kafka", mode="before")
     @classmethod

@@ -193,3 +193,27 @@ def test_metrics_ports_must_be_ports(port: int, processes: int) -> None:
     with pytest.raises(ValidationError, match="metrics"):
         Settings(metrics_port=port, processes=processes)
     assert Settings(metrics_port=65534, processes=2).metrics_port == 65534
+
+
+def test_the_group_follows_the_topic_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prefix isolates the consumer group (so the state directory and the transactional ids
+    named after it) as it isolates the topics, unless a group is named."""
+    assert Settings().group_id == "waitline"
+    assert Settings(topic_prefix="staging.").group_id == "staging.waitline"
+    assert Settings(topic_prefix="staging.", group_id="g").group_id == "g"
+    monkeypatch.setenv("WAITLINE_TOPIC_PREFIX", "env.")
+    assert Settings().group_id == "env.waitline"
+    assert Settings(topic_prefix="flag.").group_id == "flag.waitline"  # the flag's prefix
+    monkeypatch.setenv("WAITLINE_GROUP_ID", "named")
+    assert Settings(topic_prefix="flag.").group_id == "named"
+
+
+def test_the_worker_group_and_state_follow_the_prefix() -> None:
+    from waitline.topics import load_topics
+    from waitline.worker import runtime_config
+
+    settings = Settings(topic_prefix="staging.")
+    config = runtime_config(settings, load_topics(settings.topics_file, "staging."), 8)
+    assert config.group_id == "staging.waitline"
+    assert {name.split(".")[0] for name in config.topics.values()} == {"staging"}
+
