@@ -25,6 +25,7 @@ from pydantic_settings import SettingsError
 from schemas.durations import DurationError, parse_duration
 from waitline.config import Settings
 from waitline.errors import ConfigError, WaitlineError, WaitTimeoutError
+from waitline.logs import configure_logging, log_format_from
 
 __all__ = ["main"]
 
@@ -416,11 +417,8 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    level = logging.DEBUG if args.verbose else logging.INFO
+    configure_logging(level, log_format_from(os.environ))  # a wrong value: Settings says so
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

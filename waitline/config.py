@@ -126,6 +126,9 @@ class Settings(BaseSettings):
         min_length=1,
         description="address /metrics listens on: this machine only unless set (0.0.0.0: all)",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="log lines as text, or one JSON object per line"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from processors.store import older_layouts
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
 from waitline.errors import ConfigError, WaitlineError
+from waitline.logs import KAFKA_LOGGER, configure_logging
 from waitline.topics import (
     Topics,
     check_broker_record_limits,
@@ -49,8 +50,13 @@ log = logging.getLogger("waitline.worker")
 
 
 def runtime_config(settings: Settings, topics: Topics, partitions: int) -> RuntimeConfig:
+    client = settings.as_librdkafka_dict()
+    if settings.log_format == "json":
+        # librdkafka writes its own lines to stderr unless given a logger: through Python's
+        # logging they come out as JSON like every other line.
+        client["logger"] = logging.getLogger(KAFKA_LOGGER)
     return RuntimeConfig(
-        client=settings.as_librdkafka_dict(),
+        client=client,
         group_id=settings.group_id,
         state_dir=settings.state_dir,
         topics={
@@ -234,11 +240,7 @@ def _stop_children(children: Sequence[multiprocessing.process.BaseProcess]) -> N
 
 def _child(settings: Settings, index: int, level: int) -> None:
     """A worker process's entry point: ``run_worker``, stopping when the parent is gone."""
-    logging.basicConfig(
-        level=level,
-        format=f"%(asctime)s [worker-{index}] %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(level, settings.log_format, worker=index)
     stop = threading.Event()
     parent = multiprocessing.parent_process()
     if parent is not None:

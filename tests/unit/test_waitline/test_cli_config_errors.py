@@ -41,6 +41,7 @@ MISTAKES: list[tuple[dict[str, str], tuple[str, ...], str]] = [
     ({"WAITLINE_METRICS_PORT": "70000"}, ("worker", *NO_KAFKA), "WAITLINE_METRICS_PORT: "),
     ({"WAITLINE_PROCESSES": "two"}, ("worker", *NO_KAFKA), "WAITLINE_PROCESSES: "),
     ({"WAITLINE_GUARANTEE": "maybe_once"}, ("worker", *NO_KAFKA), "WAITLINE_GUARANTEE: "),
+    ({"WAITLINE_LOG_FORMAT": "yaml"}, ("worker", *NO_KAFKA), "WAITLINE_LOG_FORMAT: "),
     ({"WAITLINE_GROUP_ID": ""}, ("worker", *NO_KAFKA), "WAITLINE_GROUP_ID: "),
     (
         {"WAITLINE_EVENT_TTL": "forever", "WAITLINE_DEDUP_WINDOW": "never"},

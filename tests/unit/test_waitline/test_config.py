@@ -217,3 +217,15 @@ def test_the_worker_group_and_state_follow_the_prefix() -> None:
     assert config.group_id == "staging.waitline"
     assert {name.split(".")[0] for name in config.topics.values()} == {"staging"}
 
+
+def test_json_logs_route_librdkafka_through_python_logging() -> None:
+    from waitline.logs import KAFKA_LOGGER
+    from waitline.topics import load_topics
+    from waitline.worker import runtime_config
+
+    for log_format, routed in (("text", False), ("json", True)):
+        settings = Settings(log_format=log_format)
+        client = runtime_config(settings, load_topics(settings.topics_file, ""), 8).client
+        assert ("logger" in client) is routed
+        if routed:
+            assert client["logger"].name == KAFKA_LOGGER
