@@ -17,7 +17,11 @@ from prometheus_client.registry import Collector
 from processors.runtime import Worker
 from waitline.errors import ConfigError
 
-__all__ = ["WorkerCollector", "serve_metrics"]
+__all__ = ["OUTCOMES", "WorkerCollector", "serve_metrics"]
+
+# Every outcome a wait can have (schemas.models.Outcome), each exported from the start at 0, so
+# that a rate or an alert on one that has not happened yet has a series to read.
+OUTCOMES = ("matched", "timed_out", "cancelled", "rejected")
 
 
 class WorkerCollector(Collector):
@@ -40,7 +44,9 @@ class WorkerCollector(Collector):
                 value=getattr(counters, item.name),
             )
         outcomes = CounterMetricFamily("waitline_outcomes", "waits resolved", labels=["outcome"])
-        for outcome, count in sorted(counters.outcomes.items()):
+        counts = {outcome: 0 for outcome in OUTCOMES}
+        counts.update(counters.outcomes)
+        for outcome, count in sorted(counts.items()):
             outcomes.add_metric([outcome], count)
         yield outcomes
         filters, worker = self.worker.core.filters, self.worker

@@ -1,7 +1,8 @@
-"""The metrics endpoint: where it listens, and a port it cannot have."""
+"""The metrics endpoint: where it listens, a port it cannot have, and the outcomes it counts."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import urllib.request
@@ -11,13 +12,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from coreharness import Core
 from prometheus_client import CollectorRegistry
 
 import waitline.metrics
 import waitline.worker
+from processors.correlation import Target
+from processors.kv import MemoryKV
+from processors.state import PartitionState
 from waitline.config import Settings
 from waitline.errors import ConfigError
-from waitline.metrics import serve_metrics
+from waitline.metrics import WorkerCollector, serve_metrics
 
 
 def _free_port() -> int:
@@ -90,3 +95,26 @@ def test_the_worker_serves_metrics_where_the_settings_say(monkeypatch: pytest.Mo
     settings = Settings(metrics_port=9400, metrics_host="10.1.2.3")
     waitline.worker.run_worker(settings, threading.Event())
     assert served == [(9400, "10.1.2.3")]
+
+
+def test_every_outcome_is_exported_and_rejected_ones_are_counted() -> None:
+    """A registration the core rejects counts in waitline_outcomes_total{outcome="rejected"};
+    outcomes that have not happened are there at 0."""
+    core = Core(PartitionState(MemoryKV()))
+    out = core.register("w1", "a", "b", 1_000, **{"if": "async.data.x ==="})  # does not compile
+    assert [json.loads(e.value or b"")["outcome"] for e in out if e.target is Target.RESUMES] == [
+        "rejected"
+    ]
+    core.register("w2", "a", "b", 1_000, timeout="oops")  # not a duration
+    worker = _worker()
+    worker.core = core.core
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector(worker))
+    samples = {
+        s.labels["outcome"]: s.value
+        for metric in registry.collect()
+        if metric.name == "waitline_outcomes"
+        for s in metric.samples
+        if s.name == "waitline_outcomes_total"
+    }
+    assert samples == {"matched": 0, "timed_out": 0, "cancelled": 0, "rejected": 2}
