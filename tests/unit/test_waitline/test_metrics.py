@@ -1,10 +1,12 @@
-"""The metrics endpoint: where it listens, a port it cannot have, and the outcomes it counts."""
+"""The metrics endpoint: where it listens, a port it cannot have, the paths it serves and the
+outcomes it counts."""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,8 @@ def _worker() -> Any:
         refused_outputs=0,
         failed_records=0,
         stores={1: None},
+        run_once=lambda: 0,
+        on_assigned=None,
     )
 
 
@@ -95,6 +99,31 @@ def test_the_worker_serves_metrics_where_the_settings_say(monkeypatch: pytest.Mo
     settings = Settings(metrics_port=9400, metrics_host="10.1.2.3")
     waitline.worker.run_worker(settings, threading.Event())
     assert served == [(9400, "10.1.2.3")]
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_the_paths_served(servers: list[Any]) -> None:
+    """/metrics, /healthz and /readyz; 404 for any other path, / included."""
+    port = _free_port()
+    worker = _worker()
+    servers.append(serve_metrics(port, worker, "127.0.0.1", registry=CollectorRegistry()))
+    assert _get(port, "/metrics")[0] == 200
+    status, body = _get(port, "/healthz")
+    assert (status, body.startswith(b"starting:")) == (200, True)
+    assert _get(port, "/readyz") == (503, b"not ready: no partitions assigned and restored yet\n")
+    worker.run_once()
+    worker.on_assigned([1])  # partition 1 is in the fake's stores
+    assert _get(port, "/healthz")[1].startswith(b"ok: the run loop's last iteration ended")
+    assert _get(port, "/readyz") == (200, b"ready: partitions [1]\n")
+    for path in ("/", "/metricsx", "/healthz/x", "/favicon.ico"):
+        assert _get(port, path)[0] == 404, path
 
 
 def test_every_outcome_is_exported_and_rejected_ones_are_counted() -> None:
