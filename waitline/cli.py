@@ -9,10 +9,12 @@ refuses), found before Kafka is contacted.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import json
 import logging
 import os
+import shlex
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +33,7 @@ __all__ = ["main"]
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class UsageError(WaitlineError):
@@ -168,7 +171,15 @@ def cmd_wait(args: argparse.Namespace) -> int:
         f"waiting: waitId={wait_id} runId={run_id} for {args.name}|{args.correlation_key}",
         file=sys.stderr,
     )
-    resume = client.wait_for_event(wait_id, wait_timeout=args.wait_timeout, **common)
+    try:
+        resume = client.wait_for_event(wait_id, wait_timeout=args.wait_timeout, **common)
+    except KeyboardInterrupt:  # Ctrl-C: the wait stays registered, as after --wait-timeout
+        cancel = shlex.join(["waitline", "cancel", wait_id, args.name, args.correlation_key])
+        print(
+            f"waitline: interrupted; the wait stays registered ({cancel} cancels it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(resume.to_json().decode())
     return 0 if resume.outcome == "matched" or args.any_outcome else 3
 
@@ -311,12 +322,21 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    """The installed package's version (its metadata, as pip shows it)."""
+    try:
+        return importlib.metadata.version("waitline")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="waitline",
         description="Pause workflows until the right event arrives; resume the right run.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     dev = sub.add_parser("dev", help="embedded broker + topics + worker, for development")
@@ -435,7 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"waitline: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        print("waitline: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE

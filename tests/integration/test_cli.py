@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -229,3 +231,42 @@ def test_worker_refuses_to_start_on_a_topic_the_broker_keeps_small(stack: Stack)
     assert (
         len(lines) == 1 and f"topic {name}: the broker's max.message.bytes is 1048588" in lines[0]
     )
+
+
+def test_ctrl_c_in_wait_leaves_the_wait_registered(
+    live_stack: Stack, uid: str, tmp_path: Path
+) -> None:
+    """Ctrl-C while ``wait`` follows: exit 130 with one line, no traceback, and the cancel
+    command it prints works."""
+    wait_id = f"{uid}/interrupted"
+    command = ["wait", "never.comes", uid, "--timeout", "1h", "--wait-id", wait_id]
+    err_path = tmp_path / "wait.err"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "waitline", *command],
+            env=live_stack.env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    try:
+        live_stack.reader("wait-commands").wait_for(
+            lambda records: any(wait_id.encode() in (m.value() or b"") for m in records),
+            timeout=60,
+            what="the registration",
+        )
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = err_path.read_text().splitlines()
+    assert proc.returncode == 130 and out == "", lines
+    assert "Traceback" not in err_path.read_text()
+    assert lines[-1].startswith("waitline: interrupted; the wait stays registered ("), lines
+    cancel = lines[-1].split("(", 1)[1].removesuffix(" cancels it)")
+    assert shlex.split(cancel)[:2] == ["waitline", "cancel"]
+    cancelled = _cli(live_stack, *shlex.split(cancel)[1:])
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert live_stack.await_resume(wait_id).outcome == "cancelled"
