@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The embedded broker, the topics and a worker, until Ctrl-C.
+# ARGS="--port 9093 --state-dir .waitline/dev --workers 2": waitline dev's flags.
 dev: $(STAMP)
-	$(BIN)/waitline dev
+	$(BIN)/waitline dev $(ARGS)
 
 # Exactly what CI runs (.ci/run).
 test: $(STAMP)

@@ -15,6 +15,7 @@ a worker's death is reported with the last lines of its log.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -52,7 +53,8 @@ def run_dev(port: int = 9092, state_dir: str | None = None, workers: int = 1) ->
         signal.signal(signum, _stop)
     scratch = Path(tempfile.mkdtemp(prefix="waitline-dev-"))
     try:
-        state = Path(state_dir) if state_dir else scratch / "state"
+        # Absolute: the banner's exports must work from any directory.
+        state = Path(state_dir).resolve() if state_dir else scratch / "state"
         return _run(stop, scratch, state, port, workers)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -86,7 +88,7 @@ def _run(stop: threading.Event, scratch: Path, state: Path, port: int, workers: 
                 [sys.executable, "-m", "waitline", "worker"], env, scratch / "worker.log"
             )
             supervisor.start()
-        _banner(bootstrap, scratch, workers)
+        _banner(bootstrap, scratch, state, settings, workers)
         while not stop.wait(_TEND_INTERVAL_S):
             broker.check_alive()  # its data is gone: stop, rather than restart workers
             if supervisor is not None:
@@ -103,20 +105,35 @@ def _stopping() -> int:
     return 0
 
 
-def _banner(bootstrap: str, scratch: Path, workers: int) -> None:
+def _banner(bootstrap: str, scratch: Path, state: Path, settings: Settings, workers: int) -> None:
+    exports = {"WAITLINE_BOOTSTRAP_SERVERS": bootstrap, "WAITLINE_STATE_DIR": str(state)}
+    # What this environment set that the other terminals must share: the worker inherits it.
+    if settings.topic_prefix:
+        exports["WAITLINE_TOPIC_PREFIX"] = settings.topic_prefix
+    if settings.group_id != f"{settings.topic_prefix}waitline":  # not the default
+        exports["WAITLINE_GROUP_ID"] = settings.group_id
+    lines = "\n".join(f"  export {name}={shlex.quote(value)}" for name, value in exports.items())
+    kept = "removed on exit" if state.is_relative_to(scratch) else "kept"
     print(
         f"""
-waitline dev is running: {workers} worker(s), logs in {scratch} (removed on exit)
+waitline dev is running: {workers} worker(s), logs in {scratch} (removed on exit),
+state in {state} ({kept})
 
-  export WAITLINE_BOOTSTRAP_SERVERS={bootstrap}
+In another terminal:
 
-In another terminal, wait for an event (blocks until it arrives or times out):
+{lines}
+
+wait for an event (blocks until it arrives or times out):
 
   .venv/bin/waitline wait email.verified user-42 --timeout 5m
 
-and send it from a third:
+and send it from a third (with the same exports):
 
   .venv/bin/waitline send email.verified user-42 --data '{{"via": "link"}}'
+
+Pending waits and buffered events in the worker's state:
+
+  .venv/bin/waitline inspect summary
 
 A worker that exits is started again. Ctrl-C stops everything.
 """,

@@ -5,6 +5,7 @@ start-up failures included, its temporary directory goes with it."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -186,3 +187,52 @@ def test_the_stack_stops_when_its_broker_dies(start_dev: StartDev, temp_root: Pa
     assert "exited with code -9; the data it kept in memory is gone" in errors[0]
     assert "Traceback" not in dev.log()
     assert list(temp_root.iterdir()) == []
+
+
+def test_the_banner_exports_work_as_printed(start_dev: StartDev, tmp_path: Path, uid: str) -> None:
+    """``waitline dev --port P --state-dir D`` (``make dev ARGS=...``): the banner's exports,
+    pasted into another shell, reach the broker and the state, and its inspect command reads
+    the running worker's stores."""
+    port = free_port()
+    state = tmp_path / "dev-state"
+    dev = start_dev("--port", str(port), "--state-dir", str(state))
+    dev.await_log("waitline dev is running", timeout=90)
+    banner = dev.log()
+    exports = re.findall(r"^  (export WAITLINE_\w+=.*)$", banner, re.M)
+    assert exports == [
+        f"export WAITLINE_BOOTSTRAP_SERVERS=127.0.0.1:{port}",
+        f"export WAITLINE_STATE_DIR={state}",
+    ]
+    assert f"state in {state} (kept)" in banner
+    [inspect] = re.findall(r"^  (\.venv/bin/waitline inspect .*)$", banner, re.M)
+
+    client = Client(
+        Settings(bootstrap_servers=f"127.0.0.1:{port}", topics_file=REPO / "topics.yaml")
+    )
+    client.send_event("email.verified", uid, {"n": 1})
+    resume = client.wait_for_event(
+        f"{uid}/w",
+        run_id=f"run-{uid}",
+        name="email.verified",
+        correlation_key=uid,
+        timeout="5m",
+        wait_timeout=90,
+    )
+    assert resume.outcome == "matched"  # the worker has its partitions
+
+    if not (REPO / ".venv" / "bin" / "waitline").exists():  # a suite run from another venv
+        inspect = inspect.replace(".venv/bin/waitline", f"{sys.executable} -m waitline", 1)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WAITLINE_")}
+    shown = subprocess.run(
+        ["bash", "-c", "\n".join([*exports, inspect])],
+        env=clean,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1].split()[0] == "total", shown.stdout
+
+    assert dev.stop(signal.SIGINT, timeout=120) == 0
+    assert any(state.iterdir())  # a given state directory stays
