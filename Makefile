@@ -39,8 +39,9 @@ typecheck: $(STAMP)
 
 # Fault injection, the long run: >= 10 SIGKILL cycles, 3 workers, 100k waits.
 # ARGS="--guarantee exactly_once": workers are also killed inside open transactions.
+# On the broker in WAITLINE_TEST_BOOTSTRAP if set (as the tests), else on an embedded one.
 chaos: $(STAMP)
-	$(BIN)/python benchmarks/chaos.py $(ARGS)
+	$(BIN)/python benchmarks/chaos.py $(if $(WAITLINE_TEST_BOOTSTRAP),--bootstrap $(WAITLINE_TEST_BOOTSTRAP)) $(ARGS)
 
 # Restart and restore figures with 1,000,000 pending waits.
 recovery: $(STAMP)

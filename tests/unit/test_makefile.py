@@ -31,3 +31,10 @@ def _dry_run(*args: str, **env: str) -> list[str]:
 def test_make_dev_passes_args_to_waitline_dev() -> None:
     lines = _dry_run("dev", "ARGS=--port 9093 --state-dir .waitline/dev")
     assert ".venv/bin/waitline dev --port 9093 --state-dir .waitline/dev" in lines
+
+
+def test_make_chaos_goes_to_the_test_broker_when_one_is_named() -> None:
+    named = _dry_run("chaos", "ARGS=--short", WAITLINE_TEST_BOOTSTRAP="k:9092")
+    assert ".venv/bin/python benchmarks/chaos.py --bootstrap k:9092 --short" in named
+    embedded = _dry_run("chaos", "ARGS=--short")
+    assert ".venv/bin/python benchmarks/chaos.py --short" in embedded
