@@ -191,8 +191,20 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         type="cancel", wait_id=args.wait_id, name=args.name, correlation_key=args.correlation_key
     )
     client = _client(args)
+    found = None
+    if not args.no_lookup:  # what the changelog says of the wait, before the cancel
+        from waitline.opscli import describe_cancel
+
+        try:
+            found = describe_cancel(
+                args, client.settings, args.wait_id, args.name, args.correlation_key
+            )
+        except (WaitlineError, KafkaException) as exc:
+            found = f"not looked up ({exc})"
     cancel = client.cancel_wait(args.wait_id, name=args.name, correlation_key=args.correlation_key)
     client.flush()
+    if found is not None:
+        print(f"waitline: {found}", file=sys.stderr)
     print(cancel.to_json().decode())
     return 0
 
@@ -420,12 +432,23 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--group-id", help="consumer group (default <topic prefix>waitline)")
     inspect.set_defaults(func=cmd_inspect)
 
-    cancel = sub.add_parser("cancel", help="cancel a pending wait")
+    cancel = sub.add_parser(
+        "cancel", help="cancel a pending wait (and say whether the changelog shows it pending)"
+    )
     cancel.add_argument("wait_id", metavar="wait-id")
     cancel.add_argument("name")
     cancel.add_argument("correlation_key", metavar="correlation-key")
+    cancel.add_argument(
+        "--no-lookup",
+        action="store_true",
+        help="do not read the changelog to say whether the wait is pending",
+    )
     _add_connection(cancel)
     cancel.set_defaults(func=cmd_cancel)
+
+    from waitline.opscli import add_commands  # replay, dead-letters, waits, status
+
+    add_commands(sub)
     return parser
 
 
