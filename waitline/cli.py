@@ -193,7 +193,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     client = _client(args)
     found = None
     if not args.no_lookup:  # what the changelog says of the wait, before the cancel
-        from waitline.opscli import describe_cancel
+        from waitline.cmd_cluster import describe_cancel
 
         try:
             found = describe_cancel(

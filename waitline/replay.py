@@ -7,20 +7,10 @@ with its stores under ``<state dir>/P<group>`` and its own ``changelog``, ``resu
 its group's committed offsets reach the end every input partition had when the replay started.
 Running it again continues from where it stopped (a catch-up); ``discard`` removes it.
 
-The replay decides what the log says and writes nothing to the live topics:
-
-- it fires no timers of its own (its core's ``due_timers`` is empty): a wait times out when the
-  replay reaches the timer record that the live worker wrote to ``wait-commands``, so outcomes
-  and resume times are the live ones. A wait whose deadline passed without a timer record in
-  the log (no worker was running) stays pending; the first worker on the replay's state fires
-  it;
-- it does not forward records that a producer wrote to another partition than their pair's:
-  the live worker did, and the replay applies the forwarded copy where the live worker applied
-  it. (The run loop forwards a record that is not over the record limit of its ``RuntimeConfig``
-  and hands the rest to the core; the replay gives the run loop a limit of 0, so every record
-  reaches the core, and its core drops a misrouted one that the live worker forwarded.)
-- it purges expired state by the record time it has reached, not the wall clock, much as the
-  live worker did when it read those records.
+The replay decides what the log says and writes nothing to the live topics: its core
+(``waitline.replaycore``) fires no timers (the live timer records time waits out; a wait whose
+deadline passed without one stays pending, for the first worker on the replay's state to fire),
+leaves misrouted records to the live worker's forwarded copies, and purges by record time.
 
 A replay from a point other than the beginning (offsets per partition, or a time) starts from an
 empty state: waits registered before that point are unknown to it (their events, cancels and
@@ -36,7 +26,6 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,12 +33,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from processors.correlation import CoreSettings, Correlator, Emit, InputRecord
-from processors.limits import producer_max_bytes, record_size
+from processors.limits import producer_max_bytes
 from processors.runtime import Worker
-from processors.state import PartitionState
 from processors.store import PartitionStore, partition_stores
-from schemas.keys import partition_for
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
 from waitline.errors import BrokerError, WaitlineError
@@ -57,10 +43,10 @@ from waitline.logread import (
     committed_offsets,
     end_offsets,
     offsets_at,
-    read_to_end,
     timestamps_at,
 )
 from waitline.progress import Bar
+from waitline.replaycore import ReplayCorrelator
 from waitline.topics import (
     Topics,
     check_broker_record_limits,
@@ -72,17 +58,15 @@ from waitline.topics import (
 from waitline.worker import check_state_layout, runtime_config
 
 __all__ = [
-    "Comparison",
-    "ReplayCorrelator",
     "ReplayError",
     "ReplayPlan",
     "ReplayResult",
     "ReplayTarget",
     "StartPoint",
     "check_prefix",
-    "compare",
     "discard",
     "plan_replay",
+    "read_manifest",
     "replay_target",
     "run_replay",
 ]
@@ -98,51 +82,6 @@ _PURGE_INTERVAL_MS = 1_000
 
 class ReplayError(WaitlineError):
     """A replay that cannot run as asked; the message says what to change."""
-
-
-# -- the core ----------------------------------------------------------------------------------
-
-
-class ReplayCorrelator(Correlator):
-    """The correlation core for a replay: the live rules, minus what the live run wrote to the
-    input topics (module docstring)."""
-
-    def __init__(self, settings: CoreSettings, partitions: int) -> None:
-        super().__init__(settings)
-        self.partitions = partitions
-        self.skipped_misrouted = 0
-        self._partition_of: dict[bytes, int] = {}
-        self._reached: dict[int, int] = {}  # id(state) -> latest record time applied to it
-
-    def process(self, state: PartitionState, record: InputRecord) -> list[Emit]:
-        key = record.key
-        if key is not None:
-            target = self._partition_of.get(key)
-            if target is None:
-                if len(self._partition_of) >= 200_000:
-                    self._partition_of.clear()
-                target = self._partition_of[key] = partition_for(key, self.partitions)
-            if (
-                target != record.partition
-                and record_size(key, record.value, record.headers) <= self.settings.max_record_bytes
-            ):
-                self.skipped_misrouted += 1  # the live worker forwarded it; the copy follows
-                return []
-        reached = self._reached.get(id(state), 0)
-        if record.timestamp > reached:
-            self._reached[id(state)] = record.timestamp
-        return super().process(state, record)
-
-    def due_timers(
-        self, state: PartitionState, now: int, partition: int, limit: int, since: int = 0
-    ) -> list[Emit]:
-        return []  # timeouts come from the live timer records in the log
-
-    def purge(self, state: PartitionState, now: int, limit: int) -> int:
-        reached = self._reached.get(id(state))
-        if reached is None:
-            return 0
-        return super().purge(state, min(now, reached), limit)
 
 
 # -- naming ------------------------------------------------------------------------------------
@@ -542,122 +481,6 @@ def read_manifest(target: ReplayTarget) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return found
-
-
-# -- comparing ---------------------------------------------------------------------------------
-
-
-def _identity(resume: dict[str, Any]) -> tuple[str, str, str, str | None]:
-    event = resume.get("event")
-    event_id = event.get("eventId") if isinstance(event, dict) else None
-    return (
-        str(resume.get("resumeId")),
-        str(resume.get("waitId")),
-        str(resume.get("outcome")),
-        event_id,
-    )
-
-
-def _summary(resume: dict[str, Any]) -> dict[str, Any]:
-    resume_id, wait_id, outcome, event_id = _identity(resume)
-    return {
-        "resumeId": resume_id,
-        "waitId": wait_id,
-        "runId": resume.get("runId"),
-        "outcome": outcome,
-        "eventId": event_id,
-        "registeredAt": resume.get("registeredAt"),
-        "resolvedAt": resume.get("resolvedAt"),
-    }
-
-
-@dataclass
-class Comparison:
-    """The resumes of the replay against the live run's, by (resumeId, waitId, outcome,
-    eventId), inside the window both cover; ``first`` of each difference."""
-
-    same: int
-    only_replay: int
-    only_live: int
-    first_only_replay: list[dict[str, Any]]
-    first_only_live: list[dict[str, Any]]
-    window: tuple[int | None, int | None]
-    left_out: dict[str, int]
-
-    @property
-    def equal(self) -> bool:
-        return self.only_replay == 0 and self.only_live == 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "equal": self.equal,
-            "same": self.same,
-            "onlyReplay": self.only_replay,
-            "onlyLive": self.only_live,
-            "firstOnlyReplay": self.first_only_replay,
-            "firstOnlyLive": self.first_only_live,
-            "window": {"registeredFrom": self.window[0], "resolvedBefore": self.window[1]},
-            "leftOut": self.left_out,
-        }
-
-
-def _resumes(client: dict[str, Any], topic: str, bar: Bar | None) -> Iterator[dict[str, Any]]:
-    meta = AdminClient(client).list_topics(timeout=30).topics.get(topic)
-    if meta is None or meta.error is not None:
-        raise ReplayError(f"topic {topic!r} does not exist")
-    for msg in read_to_end(client, topic, sorted(meta.partitions), bar=bar):
-        try:
-            resume = json.loads(msg.value() or b"")
-        except ValueError:
-            continue
-        if isinstance(resume, dict):
-            yield resume
-
-
-def compare(target: ReplayTarget, *, first: int = 5, bar: Bar | None = None) -> Comparison:
-    """Compare the replay's resumes with the live ones.
-
-    Both sides are taken inside one window: resumes resolved before the replay last read the
-    inputs' ends (``endsReadAt``: it has replayed everything appended before then), and, for a
-    replay from a point, of waits registered at or after its earliest replayed record time
-    (waits registered before are unknown to it). What the window leaves out is counted."""
-    manifest = read_manifest(target)
-    if not manifest:
-        raise ReplayError(
-            f"replay {target.prefix!r} has not run on this machine (no {MANIFEST} under "
-            f"{target.state_path})"
-        )
-    client = target.settings.as_librdkafka_dict()
-    lower = manifest.get("startTime")
-    upper = manifest.get("endsReadAt")
-    left_out = {"live": 0, "replay": 0}
-
-    def collect(topic: str, side: str) -> dict[tuple[str, str, str, str | None], dict[str, Any]]:
-        found: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
-        for resume in _resumes(client, topic, bar):
-            registered = resume.get("registeredAt")
-            resolved = resume.get("resolvedAt")
-            if (lower is not None and isinstance(registered, int) and registered < lower) or (
-                upper is not None and isinstance(resolved, int) and resolved >= upper
-            ):
-                left_out[side] += 1
-                continue
-            found.setdefault(_identity(resume), resume)
-        return found
-
-    live = collect(target.live.resumes.name, "live")
-    replayed = collect(target.topics.resumes.name, "replay")
-    only_replay = [replayed[k] for k in replayed if k not in live]
-    only_live = [live[k] for k in live if k not in replayed]
-    return Comparison(
-        same=len(replayed) - len(only_replay),
-        only_replay=len(only_replay),
-        only_live=len(only_live),
-        first_only_replay=[_summary(r) for r in only_replay[:first]],
-        first_only_live=[_summary(r) for r in only_live[:first]],
-        window=(lower, upper),
-        left_out=left_out,
-    )
 
 
 # -- discarding --------------------------------------------------------------------------------

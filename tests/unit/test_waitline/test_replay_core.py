@@ -8,7 +8,7 @@ from processors.correlation import CoreSettings, Correlator, InputRecord, Source
 from processors.kv import MemoryKV
 from processors.state import PartitionState
 from schemas.keys import make_key, partition_for
-from waitline.replay import ReplayCorrelator
+from waitline.replaycore import ReplayCorrelator
 
 PARTITIONS = 8
 T0 = 1_800_000_000_000
