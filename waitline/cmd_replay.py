@@ -135,10 +135,14 @@ def cmd_replay_run(args: argparse.Namespace) -> int:
         print_json(out)
     else:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(result.outcomes.items())) or "none"
-        print(
-            f"replayed {result.records} records in {result.seconds:.1f}s: outcomes {outcomes}; "
-            f"{result.dead_letters} dead letters; {result.resumes_reemitted} resumes re-emitted"
-        )
+        if plan.total == 0:
+            print("nothing to replay: the replay has reached the inputs' ends")
+        else:
+            print(
+                f"replayed {result.records} records in {result.seconds:.1f}s: outcomes "
+                f"{outcomes}; {result.dead_letters} dead letters; {result.resumes_reemitted} "
+                "resumes re-emitted"
+            )
         if comparison is not None:
             _print_comparison(comparison, False)
     return 3 if comparison is not None and not comparison.equal else 0

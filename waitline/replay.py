@@ -350,11 +350,22 @@ def run_replay(plan: ReplayPlan, *, bar: Bar | None = None) -> ReplayResult:
             failure.append(exc)
 
     total = plan.total
+    started = time.monotonic()
+    if total == 0:  # caught up: no group join to interrupt (see below)
+        return ReplayResult(0, 0.0, _reached(client, target, plan.partitions), {}, 0, 0, 0)
+    # Stopped only once it has its partitions: a member that leaves while its group is being
+    # formed can leave the embedded broker's group stuck (docs/operations.md, "Processes").
+    assigned = threading.Event()
+    replaying = f"replaying into {target.group_id}"
+
+    def on_assigned(_partitions: list[int]) -> None:
+        assigned.set()
+        if bar is not None:
+            bar.update(description=replaying)
+
+    worker.on_assigned = on_assigned
     if bar is not None:
         bar.update(total=total, completed=0, description=f"joining group {target.group_id}")
-        replaying = f"replaying into {target.group_id}"
-        worker.on_assigned = lambda _partitions: bar.update(description=replaying)
-    started = time.monotonic()
     thread = threading.Thread(target=work, name="replay-worker", daemon=True)
     thread.start()
     reached: dict[str, dict[int, int | None]] = {}
@@ -367,7 +378,7 @@ def run_replay(plan: ReplayPlan, *, bar: Bar | None = None) -> ReplayResult:
                 raise WaitlineError(f"the replay's worker stopped: {why}")
             if bar is not None:
                 bar.update(completed=min(worker.processed, total))
-            if time.monotonic() < next_check:
+            if not assigned.is_set() or time.monotonic() < next_check:
                 continue
             next_check = time.monotonic() + _CHECK_INTERVAL_S
             reached = _reached(client, target, plan.partitions)
