@@ -70,12 +70,15 @@ def cmd_waits_list(args: argparse.Namespace) -> int:
             else:
                 listed = list(events)
                 count = len(listed)
+                if listed:
+                    print(f"{'part':>4}  {'eventId':36}  {'name|key':34}  {'age':>7}  expires")
                 for item in listed:
                     event = item["event"] or {}
+                    pair = f"{event.get('name')}|{event.get('correlationKey')}"
+                    age = format_age(now - item["recordTime"])
                     print(
-                        f"{item['partition']:>4}  {event.get('name')}|{event.get('correlationKey')}"
-                        f"  {event.get('eventId')}  age {format_age(now - item['recordTime'])}"
-                        f"  expires {format_ms(item['expiresAt'])}"
+                        f"{item['partition']:>4}  {event.get('eventId')!s:36}  {pair:34}  "
+                        f"{age:>7}  {format_ms(item['expiresAt'])}"
                     )
             noun = "buffered event"
         else:
