@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from waitline.cli import UsageError
+from waitline.cli import EXIT_INTERRUPTED, UsageError
 from waitline.opscli import confirm, instant, prepare, print_json, quiet_worker_logs
 from waitline.progress import bar
 from waitline.timespec import format_ms
@@ -119,11 +119,11 @@ def cmd_replay_run(args: argparse.Namespace) -> int:
             result = run_replay(plan, bar=progress)
     except KeyboardInterrupt:
         print(
-            f"replay {target.prefix} interrupted: its state is kept; run the same command "
-            "without a start point to continue it",
+            f"waitline: interrupted; replay {target.prefix} keeps its state (run it again "
+            "without a start point to continue it)",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     comparison = None
     if args.compare:
         with bar("reading resumes to compare") as progress:
