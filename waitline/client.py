@@ -15,17 +15,24 @@ created on first use (no I/O in constructors).
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
-from pydantic import ValidationError
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
-from processors.gaps import OffsetGaps
-from processors.limits import producer_max_bytes
 from schemas.keys import make_key, partition_for
 from schemas.models import (
     CancelWait,
@@ -36,39 +43,57 @@ from schemas.models import (
 )
 from waitline.config import Settings
 from waitline.errors import BrokerError, InvalidRecordError, WaitTimeoutError
+from waitline.gaps import OffsetGaps
+from waitline.kafka import (
+    ConsumerFactory,
+    KafkaConsumer,
+    group_config,
+    producer_config,
+    tail_config,
+)
+from waitline.resumes import (
+    COMMIT_EVERY,
+    COMMIT_INTERVAL,
+    REMEMBER,
+    OffsetCommits,
+    SeenResumes,
+    parse_resume,
+)
 from waitline.topics import Topics, load_topics
 
 __all__ = ["Client", "ResumeSource", "Runner", "Transport", "new_event"]
+
+log = logging.getLogger("waitline.runner")
 
 
 class Transport(Protocol):
     """Where the SDK's records go. ``flush`` returns the number still undelivered."""
 
-    def produce(self, topic: str, key: bytes, value: bytes) -> None: ...
+    def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        """Queue a record for ``topic``; may return before the broker has it."""
+        ...
 
-    def flush(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for queued records; return how many are left."""
+        ...
 
 
 class ResumeSource(Protocol):
     """Where resume commands come from: raw record values, ``None`` on an idle poll."""
 
-    def poll(self, timeout: float) -> bytes | None: ...
+    def poll(self, timeout: float) -> bytes | None:
+        """The next record's value, or ``None`` when none came within ``timeout`` seconds."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the consumer."""
+        ...
 
 
 class _KafkaTransport:
-    def __init__(self, config: dict[str, Any], max_record_bytes: int = 1_048_576) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         self._errors: list[str] = []
-        self._producer = Producer(
-            {
-                "enable.idempotence": True,
-                "linger.ms": 2,
-                "partitioner": "murmur2_random",
-                "message.max.bytes": producer_max_bytes(max_record_bytes),
-                **config,
-            }
-        )
+        self._producer = Producer(config)
 
     def produce(self, topic: str, key: bytes, value: bytes) -> None:
         while True:
@@ -94,17 +119,9 @@ class _PartitionTail:
     """Reads one partition of the resumes topic from its end, without a consumer group."""
 
     def __init__(self, config: dict[str, Any], topic: str, partition: int) -> None:
-        self._consumer = Consumer(
-            {
-                "group.id": f"waitline-tail-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "latest",
-                "fetch.wait.max.ms": 50,  # Tansu holds a fetch this long (docs/benchmarks.md)
-                **config,
-            }
-        )
+        self._consumer = Consumer(config)
         self._consumer.assign([TopicPartition(topic, partition, OFFSET_END)])
-        self._gaps = OffsetGaps(self._consumer.seek)  # see processors.gaps
+        self._gaps = OffsetGaps(self._consumer.seek)  # see waitline.gaps
 
     def poll(self, timeout: float) -> bytes | None:
         msg = self._consumer.poll(timeout)
@@ -162,16 +179,16 @@ class Client:
 
     @property
     def topics(self) -> Topics:
+        """The topics of ``settings.topics_file`` (read on first use), or those given."""
         if self._topics is None:
             self._topics = load_topics(self.settings.topics_file, self.settings.topic_prefix)
         return self._topics
 
     @property
     def transport(self) -> Transport:
+        """Where records go: a confluent-kafka producer created on first use, or the one given."""
         if self._transport is None:
-            self._transport = _KafkaTransport(
-                self.settings.as_librdkafka_dict(), self.settings.max_record_bytes
-            )
+            self._transport = _KafkaTransport(producer_config(self.settings))
         return self._transport
 
     # -- events --------------------------------------------------------------------------------
@@ -204,6 +221,8 @@ class Client:
         return self.send(event)
 
     def send(self, event: Event) -> Event:
+        """Publish an event built by hand (or by :func:`new_event`) to ``events``, keyed by
+        ``name|correlationKey``; returns it. Call :meth:`flush` to wait for the broker."""
         self._produce(
             self.topics.events.name, make_key(event.name, event.correlation_key), event.to_json()
         )
@@ -259,6 +278,8 @@ class Client:
         return self.register(registration)
 
     def register(self, registration: WaitRegistration) -> WaitRegistration:
+        """Publish a registration built by hand to ``wait-commands``; returns it. Call
+        :meth:`flush` to wait for the broker."""
         self._produce(
             self.topics.wait_commands.name,
             make_key(registration.name, registration.correlation_key),
@@ -267,6 +288,9 @@ class Client:
         return registration
 
     def cancel_wait(self, wait_id: str, *, name: str, correlation_key: str) -> CancelWait:
+        """Cancel a pending wait: it resolves ``cancelled`` (action ``cancel``). ``name`` and
+        ``correlation_key`` must be the wait's own (they route the cancel to its partition); a
+        wait that already resolved, or an unknown one, is left alone. Returns the command."""
         cancel = CancelWait(
             type="cancel", wait_id=wait_id, name=name, correlation_key=correlation_key
         )
@@ -329,7 +353,7 @@ class Client:
                 raw = source.poll(left)
                 if raw is None:
                     continue
-                resume = _parse_resume(raw)
+                resume = parse_resume(raw)
                 if resume is not None and resume.wait_id == wait_id:
                     return resume
             raise WaitTimeoutError(
@@ -342,17 +366,18 @@ class Client:
     def _open_resume_source(self, partition: int) -> ResumeSource:
         if self._resume_source is not None:
             return self._resume_source(partition)
-        tail = _PartitionTail(
-            self.settings.as_librdkafka_dict(), self.topics.resumes.name, partition
-        )
+        tail = _PartitionTail(tail_config(self.settings), self.topics.resumes.name, partition)
         # Resolve the start position before registering, so an immediate resume is not missed.
         tail.poll(0.5)
         return tail
 
     def close(self, timeout: float = 30.0) -> None:
+        """Flush what was sent (raises ``BrokerError`` if the broker does not acknowledge it
+        within ``timeout`` seconds). The client holds no consumer between calls."""
         self.flush(timeout)
 
     def __enter__(self) -> Client:
+        """``with Client() as client:`` closes (flushes) it at the end of the block."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -362,10 +387,20 @@ class Client:
 class Runner:
     """A workflow runner's loop: consume resume commands and hand each to ``handler`` once.
 
-    Members of one consumer group split the resume partitions. Offsets are committed after the
-    handler returns (at-least-once); a resume seen again with the same ``resumeId`` by this
-    process is skipped. Handlers should still be idempotent: after a crash a resume can arrive
-    twice, always with the same ``resumeId``.
+    Members of one consumer group split the resume partitions. A record's offset is committed
+    after the handler returned (at-least-once), in batches: every ``commit_every`` records or
+    ``commit_interval`` seconds, whichever comes first, and at once for partitions taken away
+    by a rebalance and when the runner stops. A resume whose ``resumeId`` is among the last
+    ``remember`` seen (an LRU, about 18 MB at the default 100,000) is skipped. Handlers should
+    still be idempotent: a resume handled just before a crash or a failed commit is handed
+    again, always with the same ``resumeId``.
+
+    ``run`` stops on Ctrl-C or SIGTERM (in the main thread), and ``stop`` from anywhere: the
+    current handler finishes, the offsets handled are committed, and ``run`` returns. A second
+    Ctrl-C interrupts a handler that does not return.
+
+    ``consumer`` builds the Kafka consumer from its configuration (default:
+    ``confluent_kafka.Consumer``); tests pass a fake.
     """
 
     def __init__(
@@ -375,63 +410,120 @@ class Runner:
         group_id: str,
         settings: Settings | None = None,
         topics: Topics | None = None,
-        remember: int = 100_000,
+        remember: int = REMEMBER,
+        commit_every: int = COMMIT_EVERY,
+        commit_interval: float = COMMIT_INTERVAL,
+        consumer: ConsumerFactory | None = None,
     ) -> None:
         self.handler = handler
         self.group_id = group_id
         self.settings = settings or Settings()
         self._topics = topics
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._remember = remember
+        self._seen = SeenResumes(remember)
+        self._commit_every = commit_every
+        self._commit_interval = commit_interval
+        self._consumer_factory = consumer
+        self._stop = threading.Event()
         self.handled = 0
+        self.commits = 0  # commit requests sent (batches), for tests and metrics
+
+    def stop(self) -> None:
+        """Stop after the current handler returns; safe from any thread or signal handler."""
+        self._stop.set()
 
     def iter_resumes(self, idle_timeout: float | None = None) -> Iterator[ResumeCommand]:
-        """Yield resume commands; stop after ``idle_timeout`` seconds without one."""
+        """Yield resume commands; stop after ``idle_timeout`` seconds without one, or on
+        :meth:`stop`. A record counts as handled when the next one is asked for."""
         topics = self._topics or load_topics(self.settings.topics_file, self.settings.topic_prefix)
-        consumer = Consumer(
-            {
-                "group.id": self.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 1000,
-                "fetch.wait.max.ms": 50,  # Tansu holds a fetch this long (docs/benchmarks.md)
-                **self.settings.as_librdkafka_dict(),
-            }
+        config = group_config(self.settings, self.group_id)
+        consumer: KafkaConsumer = (
+            self._consumer_factory(config) if self._consumer_factory else Consumer(config)
         )
-        gaps = OffsetGaps(consumer.seek)  # see processors.gaps
+        gaps = OffsetGaps(consumer.seek)  # see waitline.gaps
+        commits = OffsetCommits(self._commit_every, self._commit_interval)
+
+        def on_assign(_consumer: Any, partitions: list[TopicPartition]) -> None:
+            gaps.forget(partitions)
+
+        def on_revoke(_consumer: Any, partitions: list[TopicPartition]) -> None:
+            self._commit(consumer, commits.take(partitions), "revoked partitions")
+            gaps.forget(partitions)
+
+        def on_lost(_consumer: Any, partitions: list[TopicPartition]) -> None:
+            commits.drop(partitions)
+            gaps.forget(partitions)
+
         consumer.subscribe(
-            [topics.resumes.name],
-            on_assign=lambda _c, parts: gaps.forget(parts),
-            on_revoke=lambda _c, parts: gaps.forget(parts),
+            [topics.resumes.name], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
         )
         idle_since = time.monotonic()
         try:
-            while idle_timeout is None or time.monotonic() - idle_since < idle_timeout:
+            while not self._stop.is_set() and (
+                idle_timeout is None or time.monotonic() - idle_since < idle_timeout
+            ):
                 msg = consumer.poll(0.2)
+                if commits.due():
+                    self._commit(consumer, commits.take(), None)
                 if msg is None or msg.error() is not None or not gaps.admit(msg):
                     continue
                 idle_since = time.monotonic()
-                resume = _parse_resume(msg.value() or b"")
-                if resume is not None and resume.resume_id not in self._seen:
-                    self._seen[resume.resume_id] = None
-                    if len(self._seen) > self._remember:
-                        self._seen.popitem(last=False)
-                    yield resume
-                    self.handled += 1
-                consumer.commit(message=msg, asynchronous=False)
+                resume = parse_resume(msg.value())
+                if resume is not None:
+                    if resume.resume_id not in self._seen:
+                        yield resume
+                        self.handled += 1
+                    self._seen.add(resume.resume_id)
+                commits.handled(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
         finally:
-            consumer.close()
+            try:
+                self._commit(consumer, commits.take(), "stop")
+            finally:
+                consumer.close()
+
+    def _commit(
+        self, consumer: KafkaConsumer, offsets: list[TopicPartition], why: str | None
+    ) -> None:
+        """Commit ``offsets``: in the background while running, and waiting for the broker on a
+        revoke or at stop (``why``). A failure is logged: those records come again."""
+        if not offsets:
+            return
+        self.commits += 1
+        try:
+            if why is None:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("could not commit resume offsets (%s): %s", why or "batch", exc)
 
     def run(self, idle_timeout: float | None = None) -> int:
-        """Call the handler for every resume; return how many were handled."""
-        for resume in self.iter_resumes(idle_timeout):
-            self.handler(resume)
+        """Call the handler for every resume until :meth:`stop`, Ctrl-C or SIGTERM (or
+        ``idle_timeout`` seconds without a resume); return how many were handled."""
+        restore = self._stop_on_signals()
+        try:
+            for resume in self.iter_resumes(idle_timeout):
+                self.handler(resume)
+        finally:
+            restore()
         return self.handled
 
+    def _stop_on_signals(self) -> Callable[[], None]:
+        """Let SIGINT and SIGTERM call :meth:`stop` once (the next one acts as before); return
+        what puts the previous handlers back. Only the main thread can set signal handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-def _parse_resume(raw: bytes) -> ResumeCommand | None:
-    try:
-        return ResumeCommand.model_validate_json(raw)
-    except ValidationError:
-        return None
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s: stopping after the current resume", signal.Signals(signum).name)
+            signal.signal(signum, previous[signal.Signals(signum)] or signal.SIG_DFL)
+            self.stop()
+
+        for sig in previous:
+            signal.signal(sig, on_signal)
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler or signal.SIG_DFL)
+
+        return restore

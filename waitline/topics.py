@@ -16,7 +16,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from confluent_kafka.cimpl import NewTopic
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from processors.limits import producer_max_bytes
 from waitline.errors import ConfigError, TopicError
 
 __all__ = [
@@ -148,6 +147,8 @@ def check_copartitioned(admin: AdminClient, topics: Topics, timeout: float = 30.
 def check_record_limits(topics: Topics, max_record_bytes: int) -> None:
     """Raise ConfigError unless every topic takes the largest record waitline may write when it
     accepts inputs of ``max_record_bytes`` (``processors.limits``)."""
+    from processors.limits import producer_max_bytes  # here: the SDK imports this module
+
     need = producer_max_bytes(max_record_bytes)
     for spec in topics.all():
         have = spec.config.get("max.message.bytes")
@@ -165,6 +166,8 @@ def check_broker_record_limits(
     """Raise TopicError when the broker says a topic takes less than waitline may write to it
     (a topic created before topics.yaml set ``max.message.bytes``, say). A broker that does
     not say (the embedded one leaves out what was not set at creation) passes."""
+    from processors.limits import producer_max_bytes  # here: the SDK imports this module
+
     need = producer_max_bytes(max_record_bytes)
     resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in topics.all()]
     for resource, future in admin.describe_configs(resources, request_timeout=timeout).items():

@@ -326,10 +326,10 @@ def test_resume_readers_read_a_skipped_batch_again() -> None:
     real (a transaction marker, say) and let through."""
     from confluent_kafka import Message, TopicPartition
 
-    from processors.gaps import OffsetGaps
+    from waitline.gaps import OffsetGaps
 
     consumer = _SeekRecorder()
-    gaps = OffsetGaps(consumer.seek)  # as waitline.client's readers build it
+    gaps = OffsetGaps(consumer.seek)  # as the SDK's readers build it
 
     def msg(offset: int, partition: int = 0) -> Message:
         return Message(topic="r", partition=partition, offset=offset, value=b"{}")
@@ -343,3 +343,16 @@ def test_resume_readers_read_a_skipped_batch_again() -> None:
     gaps.forget([TopicPartition("r", 0)])  # reassigned: continues wherever the group says
     assert gaps.admit(msg(40)) is True
     assert consumer.seeks == [("r", 0, 7), ("r", 0, 10)] and gaps.reread == 2
+
+
+def test_the_sdk_imports_nothing_of_the_processor() -> None:
+    """The SDK runs where the processor's dependencies (RocksDB, CEL) are not wanted."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, waitline, waitline.client, waitline.resumes\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'processors'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
