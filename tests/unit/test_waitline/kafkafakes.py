@@ -4,6 +4,7 @@ producer that acknowledges on ``poll``, and a clock. No broker, no threads of th
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,8 @@ class FakeConsumer:
 
     Subscribed, it is assigned every partition on its first poll. ``append`` adds records (any
     thread); ``revoke`` makes the next poll call ``on_revoke``. Each poll returns the next
-    record in partition order, else ``None`` after advancing ``clock`` by its timeout.
+    record in partition order, else ``None`` after advancing ``clock`` by its timeout (without
+    a clock: after sleeping a few ms, so that a thread polling it does not spin).
     ``eof=True`` (``enable.partition.eof``) returns one end-of-partition event per partition
     each time it reaches the end.
     """
@@ -66,6 +68,7 @@ class FakeConsumer:
         self.closed = False
         self.callbacks: dict[str, Callable[[Any, list[TopicPartition]], None] | None] = {}
         self._pending_revoke: list[int] | None = None
+        self._reassign = True
         self._subscribed = False
         self._skip_once: dict[int, int] = {}  # partition -> offset a fetch skips, once
         self.lock = threading.Lock()
@@ -79,8 +82,11 @@ class FakeConsumer:
             self._at_eof.discard(partition)
             return len(self.log[partition]) - 1
 
-    def revoke(self, partitions: list[int]) -> None:
+    def revoke(self, partitions: list[int], reassign: bool = True) -> None:
+        """On the next poll: ``on_revoke``, then (``reassign``) ``on_assign`` again, from the
+        committed offsets."""
         self._pending_revoke = partitions
+        self._reassign = reassign
 
     def skip_once(self, partition: int, offset: int) -> None:
         """The next fetch of ``partition`` leaves out the record at ``offset`` (Tansu's skip)."""
@@ -124,6 +130,10 @@ class FakeConsumer:
             revoked, self._pending_revoke = self._pending_revoke, None
             if self.callbacks["revoke"]:
                 self.callbacks["revoke"](self, [TopicPartition(self.topic, p) for p in revoked])
+            for p in revoked:
+                del self.position[p]
+            if not self._reassign:
+                return
             start = self.committed()
             for p in revoked:  # assigned again at once, from the committed offset
                 self.position[p] = start.get(p, 0)
@@ -151,6 +161,8 @@ class FakeConsumer:
                     return msg
         if self.clock is not None and timeout > 0:
             self.clock.now += timeout
+        elif timeout > 0:  # a thread polling it idles instead of spinning
+            time.sleep(min(timeout, 0.005))
         return None
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
@@ -175,10 +187,16 @@ class FakeConsumer:
 
 
 class FakeProducer:
-    """Records produced records; acknowledges them (or fails them with ``fail``) on poll/flush."""
+    """Records produced records; acknowledges them (or fails them with ``fail``) on poll/flush.
+    ``on_produce`` is called with each record as it is produced (a fake worker, say)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        on_produce: Callable[[str, bytes, bytes], None] | None = None,
+    ) -> None:
         self.config = config
+        self.on_produce = on_produce
         self.sent: list[tuple[str, bytes, bytes]] = []
         self._unacked: list[
             tuple[Callable[[KafkaError | None, Message], None] | None, Message]
@@ -199,10 +217,14 @@ class FakeProducer:
         with self.lock:
             self.sent.append((topic, key, value))
             self._unacked.append((on_delivery or callback, Message(topic=topic, value=value)))
+        if self.on_produce is not None:
+            self.on_produce(topic, key, value)
 
     def poll(self, timeout: float = -1) -> int:
         with self.lock:
             unacked, self._unacked = self._unacked, []
+        if not unacked and timeout > 0:
+            time.sleep(min(timeout, 0.005))
         for callback, msg in unacked:
             if callback is not None:
                 callback(self.fail, msg)
