@@ -351,7 +351,7 @@ def test_the_sdk_imports_nothing_of_the_processor() -> None:
     import sys
 
     code = (
-        "import sys, waitline, waitline.client, waitline.aio, waitline.resumes\n"
+        "import sys, waitline, waitline.client, waitline.aio, waitline.faust, waitline.resumes\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'processors'))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
