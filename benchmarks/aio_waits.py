@@ -11,8 +11,10 @@ in this process, one ``AsyncClient``:
    every task has its resume (the worker's matching included);
 
 and reports this process's peak RSS (and its RSS before the waits), the Kafka consumers the
-client created (the point: one), its threads, and the worst lateness of a 5 ms sleep on the
-event loop meanwhile. Writes benchmarks/results/aio-waits.json.
+client created (the point: one), its threads, the CPU time this process used in each phase
+(all threads; the broker and the worker share the machine, so wall times depend on them), and
+the worst lateness of a 5 ms sleep on the event loop in each phase. Writes
+benchmarks/results/aio-waits.json.
 """
 
 from __future__ import annotations
@@ -112,11 +114,14 @@ async def measure(settings: Settings, topics: Topics, waits: int) -> dict[str, A
                 return resume.outcome
 
         lag.worst = 0.0
+        cpu: dict[str, float] = {}
+        cpu_start = time.process_time()
         start = time.perf_counter()
         tasks = [asyncio.create_task(one(i)) for i in range(waits)]
         await all_registered.wait()
         registered_s = time.perf_counter() - start
         held["registering"], lag.worst = lag.worst, 0.0
+        cpu["registering"], cpu_start = time.process_time() - cpu_start, time.process_time()
         threads = threading.active_count()
         following = client.waiting
 
@@ -126,9 +131,11 @@ async def measure(settings: Settings, topics: Topics, waits: int) -> dict[str, A
         )
         sent_s = time.perf_counter() - sent
         held["sending"], lag.worst = lag.worst, 0.0
+        cpu["sending"], cpu_start = time.process_time() - cpu_start, time.process_time()
         outcomes = await asyncio.gather(*tasks)
         resolved_s = time.perf_counter() - sent
         held["resolving"] = lag.worst
+        cpu["resolving"] = time.process_time() - cpu_start
         assert outcomes == ["matched"] * waits, "every wait resolves matched"
         assert client.waiting == 0
     lag_task.cancel()
@@ -143,6 +150,7 @@ async def measure(settings: Settings, topics: Topics, waits: int) -> dict[str, A
         "consumers": consumers.built,
         "threads": threads,
         "followed_at_once": following,
+        "process_cpu_s": {phase: round(s, 2) for phase, s in cpu.items()},
         "loop_held_max_ms": {phase: round(s * 1e3, 1) for phase, s in held.items()},
     }
 

@@ -27,9 +27,10 @@ from waitline.topics import Topics, load_topics
 __all__ = ["AsyncClient", "PendingResume"]
 
 # How long the first wait of a client waits for its resume consumer to read every partition of
-# ``resumes`` to its end, and a send for the broker's acknowledgement, before BrokerError.
+# ``resumes`` to its end, and a record for the broker's acknowledgement (librdkafka's
+# ``message.timeout.ms``, unless the settings give one), before BrokerError.
 START_TIMEOUT = 30.0
-SEND_TIMEOUT = 30.0
+SEND_TIMEOUT_MS = 30_000
 
 
 class AsyncClient:
@@ -172,16 +173,9 @@ class AsyncClient:
         if self._closed:
             raise WaitlineError("the client is closed")
         if self._producer is None:
-            self._producer = ProducerThread(
-                self._producer_factory or Producer, producer_config(self.settings)
-            )
-        try:
-            await self._producer.send(topic, key, value, SEND_TIMEOUT)
-        except TimeoutError:
-            raise BrokerError(
-                f"a record to {topic} was not acknowledged within {SEND_TIMEOUT:g}s: is Kafka "
-                f"at {self.settings.bootstrap_servers} reachable?"
-            ) from None
+            config = {"message.timeout.ms": SEND_TIMEOUT_MS, **producer_config(self.settings)}
+            self._producer = ProducerThread(self._producer_factory or Producer, config)
+        await self._producer.send(topic, key, value)
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait until every record sent is acknowledged (they are, once their coroutines have
@@ -253,6 +247,9 @@ class AsyncClient:
     async def _start_tail(self) -> None:
         if self._closed:
             raise WaitlineError("the client is closed")
+        tail = self._tail
+        if tail is not None and tail.ready.done() and tail.ready.exception() is None:
+            return  # the common case: started already
         if self._tail_lock is None:
             self._tail_lock = asyncio.Lock()
         async with self._tail_lock:
@@ -355,6 +352,8 @@ class PendingResume:
         (the wait itself stays registered)."""
         if self._future is None:
             raise WaitlineError("use `async with client.expect(wait_id) as pending` first")
+        if timeout is None:
+            return await self._future
         try:
             return await asyncio.wait_for(asyncio.shield(self._future), timeout)
         except TimeoutError:

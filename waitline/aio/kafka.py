@@ -53,9 +53,9 @@ class ProducerThread:
         self._thread = threading.Thread(target=self._serve, name="waitline-producer", daemon=True)
         self._thread.start()
 
-    async def send(self, topic: str, key: bytes, value: bytes, timeout: float) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
         """Send a record; return once the broker acknowledged it (``BrokerError`` if it refused
-        it, ``TimeoutError`` after ``timeout`` seconds without an answer)."""
+        it, or librdkafka gave up after ``message.timeout.ms``)."""
         future: asyncio.Future[None] = self._loop.create_future()
         acks = self._acks
 
@@ -68,7 +68,7 @@ class ProducerThread:
                 break
             except BufferError:  # librdkafka's queue is full: let deliveries drain it
                 await asyncio.sleep(0.005)
-        await asyncio.wait_for(future, timeout)
+        await future
 
     def _serve(self) -> None:
         while not self._stop.is_set():
