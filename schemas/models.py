@@ -170,7 +170,8 @@ class ResumeCommand(_Wire):
     resolved_at: EpochMillis
 
     def to_json(self) -> bytes:
-        # ``event`` and ``metadata`` stay on the wire as null: runners read them unconditionally.
+        """Compact wire JSON (camelCase); ``event``, ``error`` and ``metadata`` stay on the wire
+        as null, as runners read them unconditionally."""
         return self.model_dump_json(by_alias=True, exclude_none=False).encode()
 
 

@@ -39,7 +39,9 @@ DeliveryCallback = Callable[[KafkaError | None, Message], None]
 class KafkaConsumer(Protocol):
     """The part of ``confluent_kafka.Consumer`` the SDK uses."""
 
-    def assign(self, partitions: list[TopicPartition]) -> None: ...
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """Read exactly these partitions, from their offsets, outside any group."""
+        ...
 
     def subscribe(
         self,
@@ -47,13 +49,21 @@ class KafkaConsumer(Protocol):
         on_assign: RebalanceCallback | None = None,
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Join the group for ``topics``; the callbacks run inside ``poll``/``consume``."""
+        ...
 
-    def poll(self, timeout: float = -1) -> Message | None: ...
+    def poll(self, timeout: float = -1) -> Message | None:
+        """The next record or event, or ``None`` after ``timeout`` seconds."""
+        ...
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        """Up to ``num_messages`` records or events, waiting up to ``timeout`` seconds."""
+        ...
 
-    def seek(self, partition: TopicPartition) -> None: ...
+    def seek(self, partition: TopicPartition) -> None:
+        """Continue ``partition`` at its offset."""
+        ...
 
     @overload
     def commit(
@@ -65,7 +75,16 @@ class KafkaConsumer(Protocol):
         self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
     ) -> list[TopicPartition]: ...
 
-    def close(self) -> None: ...
+    def commit(
+        self, *, offsets: list[TopicPartition], asynchronous: bool = True
+    ) -> list[TopicPartition] | None:
+        """Commit ``offsets`` (the next offset to read); wait for the broker unless
+        ``asynchronous``."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group (committing nothing more) and release the client."""
+        ...
 
 
 class KafkaProducer(Protocol):
@@ -79,11 +98,18 @@ class KafkaProducer(Protocol):
         partition: int = -1,
         callback: DeliveryCallback | None = None,
         on_delivery: DeliveryCallback | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Queue a record; ``on_delivery`` is called from ``poll`` or ``flush`` once the broker
+        acknowledged or refused it. Raises ``BufferError`` while the queue is full."""
+        ...
 
-    def poll(self, timeout: float = -1) -> int: ...
+    def poll(self, timeout: float = -1) -> int:
+        """Serve delivery reports, waiting up to ``timeout`` seconds; return how many."""
+        ...
 
-    def flush(self, timeout: float = -1) -> int: ...
+    def flush(self, timeout: float = -1) -> int:
+        """Wait up to ``timeout`` seconds for every queued record; return how many are left."""
+        ...
 
 
 ConsumerFactory = Callable[[dict[str, Any]], KafkaConsumer]

@@ -29,3 +29,11 @@ def test_readme_scenario_runs(
             monkeypatch.setenv(key, value)
     namespace: dict[str, object] = {"__name__": f"readme_{name.replace('-', '_')}"}
     exec(compile(_scenarios()[name], f"README.md:{name}", "exec"), namespace)
+
+
+def test_every_python_block_of_the_readme_compiles() -> None:
+    """The blocks that run forever (the runners) are not run, but they must be Python."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert len(blocks) >= 4
+    for i, code in enumerate(blocks):
+        compile(code, f"README.md:python-block-{i}", "exec")
