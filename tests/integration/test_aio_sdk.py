@@ -56,8 +56,11 @@ def test_concurrent_waits_share_one_consumer(live_stack: Stack, uid: str) -> Non
                     wait_timeout=60,
                 )
             )
-            while client.waiting < 201:  # every wait followed before its event is sent
+            for _ in range(3000):  # every wait followed before its event is sent
+                if client.waiting == 201 or any(w.done() for w in waits):
+                    break
                 await asyncio.sleep(0.01)
+            assert client.waiting == 201, [w.exception() for w in waits if w.done()][:1]
             await asyncio.gather(
                 *(client.send_event("aio.go", f"{uid}-{i}", {"n": i}) for i in range(200))
             )

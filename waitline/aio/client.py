@@ -34,7 +34,8 @@ SEND_TIMEOUT_MS = 30_000
 
 
 class AsyncClient:
-    """The SDK for asyncio: one per process (or per event loop) is enough.
+    """The SDK for asyncio: one per process is enough (one per event loop: it stays with the loop
+    it was first used on).
 
     ``producer`` and ``consumer`` build the Kafka clients from their configuration (default:
     confluent-kafka's ``Producer`` and ``Consumer``); tests pass fakes. Nothing is read or
@@ -57,6 +58,7 @@ class AsyncClient:
         self._tail: ResumeTail | None = None
         self._tail_lock: asyncio.Lock | None = None
         self._followed: dict[str, list[asyncio.Future[ResumeCommand]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
     @property
@@ -170,8 +172,7 @@ class AsyncClient:
                 f"a record of {size} bytes exceeds WAITLINE_MAX_RECORD_BYTES ({limit}): "
                 "the processor would dead-letter it"
             )
-        if self._closed:
-            raise WaitlineError("the client is closed")
+        self._check_loop()
         if self._producer is None:
             config = {"message.timeout.ms": SEND_TIMEOUT_MS, **producer_config(self.settings)}
             self._producer = ProducerThread(self._producer_factory or Producer, config)
@@ -245,8 +246,7 @@ class AsyncClient:
         future.cancel()
 
     async def _start_tail(self) -> None:
-        if self._closed:
-            raise WaitlineError("the client is closed")
+        self._check_loop()
         tail = self._tail
         if tail is not None and tail.ready.done() and tail.ready.exception() is None:
             return  # the common case: started already
@@ -272,6 +272,18 @@ class AsyncClient:
                 f"within {START_TIMEOUT:g}s: is Kafka at {self.settings.bootstrap_servers} "
                 "reachable?"
             ) from None
+
+    def _check_loop(self) -> None:
+        """A client's Kafka threads hand their results to the loop it was first used on."""
+        if self._closed:
+            raise WaitlineError("the client is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            raise WaitlineError(
+                "an AsyncClient works on the event loop it was first used on: create one per loop"
+            )
 
     def _deliver(self, resumes: list[ResumeCommand]) -> None:
         for resume in resumes:

@@ -80,7 +80,7 @@ class ProducerThread:
         while self._acks:
             taken.append(self._acks.popleft())
         if taken:
-            self._loop.call_soon_threadsafe(_resolve_acks, taken)
+            _on_loop(self._loop, _resolve_acks, taken)
 
     async def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for every record sent; return how many are left."""

@@ -156,6 +156,14 @@ def test_every_client_gets_the_configured_kafka_settings(topics: Topics) -> None
         assert config["security.protocol"] == "SASL_SSL" and config["sasl.password"] == "pw"
 
 
+def test_a_client_stays_with_its_first_event_loop(topics: Topics) -> None:
+    fake = Deployment(topics)
+    client = fake.client()
+    asyncio.run(client.send_event("n", "k"))
+    with pytest.raises(WaitlineError, match="event loop it was first used on"):
+        asyncio.run(client.send_event("n", "k"))
+
+
 def test_no_io_until_first_use() -> None:
     client = AsyncClient(Settings(topics_file=Path("/nonexistent/topics.yaml")))
     assert client.waiting == 0  # built outside any event loop, touching nothing
