@@ -173,10 +173,13 @@ class AsyncClient:
                 "the processor would dead-letter it"
             )
         self._check_loop()
+        await self._ensure_producer().send(topic, key, value)
+
+    def _ensure_producer(self) -> ProducerThread:
         if self._producer is None:
             config = {"message.timeout.ms": SEND_TIMEOUT_MS, **producer_config(self.settings)}
             self._producer = ProducerThread(self._producer_factory or Producer, config)
-        await self._producer.send(topic, key, value)
+        return self._producer
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait until every record sent is acknowledged (they are, once their coroutines have
@@ -254,6 +257,9 @@ class AsyncClient:
             self._tail_lock = asyncio.Lock()
         async with self._tail_lock:
             if self._tail is None:
+                # The producer's start (connection, producer id) overlaps the consumer's: the
+                # first wait registers as soon as the consumer is ready.
+                self._ensure_producer()
                 self._tail = ResumeTail(
                     self._consumer_factory or Consumer,
                     tail_config(self.settings),
