@@ -128,20 +128,34 @@ def test_async_runner_hands_each_resume_once_and_commits(live_stack: Stack, uid:
     live_stack.reader("resumes").wait_for(
         lambda _: len(live_stack.resumes_for(f"{uid}/r0")) == 2, 30, "the re-emitted resume"
     )
+    # A later resume on the repeat's partition (the same run): once the runner has it, it has
+    # read the repeat.
+    sentinel = f"{uid}/sentinel"
+    c.register_wait(
+        sentinel, run_id=f"run-{uid}/r0", name="aio.sentinel", correlation_key=uid, timeout="5m"
+    )
+    c.send_event("aio.sentinel", uid)
+    c.flush()
+    live_stack.await_resume(sentinel)
     group = f"{live_stack.prefix}aio-runner-{uid}"
 
     async def main() -> tuple[list[ResumeCommand], int]:
         seen: list[ResumeCommand] = []
+        sentinels: list[ResumeCommand] = []
 
         async def handle(resume: ResumeCommand) -> None:
             await asyncio.sleep(0)  # a handler is a coroutine
             if resume.wait_id in ids:
                 seen.append(resume)
+            if resume.wait_id == sentinel:
+                sentinels.append(resume)  # the repeat came before it on their partition
+            if sentinels and ids <= {r.wait_id for r in seen}:
+                runner.stop()
 
         runner = AsyncRunner(
             handle, group_id=group, settings=live_stack.settings, topics=live_stack.topics
         )
-        await runner.run(idle_timeout=5)
+        await runner.run(idle_timeout=60)
         return seen, runner.commits
 
     seen, commits = asyncio.run(main())
