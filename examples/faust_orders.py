@@ -18,7 +18,6 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
 
 import faust
 
@@ -53,7 +52,7 @@ orders = app.channel(value_type=Order)
 
 
 @app.agent(orders)
-async def place_orders(stream: AsyncIterator[Order]) -> None:
+async def place_orders(stream: faust.StreamT[Order]) -> None:
     async for order in stream:
         await waitline.register_wait(
             f"{order.order_id}/payment",
@@ -72,7 +71,7 @@ finished: set[str] = set()
 
 
 @app.agent(waitline.resumes_topic())
-async def resume_orders(resumes: AsyncIterator[ResumeCommand]) -> None:
+async def resume_orders(resumes: faust.StreamT[ResumeCommand]) -> None:
     async for resume in resumes:
         if not resume.run_id.startswith(f"order-{RUN}-") or resume.resume_id in seen:
             continue  # another start's order, or a repeat
