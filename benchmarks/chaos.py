@@ -50,9 +50,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from processors.runtime import KILL_IN_TRANSACTION_ENV
-from schemas.keys import make_key
 from waitline.broker import EmbeddedBroker
+from waitline.processors.runtime import KILL_IN_TRANSACTION_ENV
+from waitline.schemas.keys import make_key
 from waitline.topics import Topics, create_topics, load_topics
 
 REPO = Path(__file__).resolve().parent.parent

@@ -37,10 +37,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from processors.correlation import Target  # noqa: E402
-from processors.runtime import RuntimeConfig, Worker  # noqa: E402
-from processors.store import PartitionStore  # noqa: E402
-from schemas.keys import make_key, partition_for  # noqa: E402
+from waitline.processors.correlation import Target  # noqa: E402
+from waitline.processors.runtime import RuntimeConfig, Worker  # noqa: E402
+from waitline.processors.store import PartitionStore  # noqa: E402
+from waitline.schemas.keys import make_key, partition_for  # noqa: E402
 
 PARTITIONS = 8
 BATCH = 20_000

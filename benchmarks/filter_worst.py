@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import cel
 
-from processors.celcost import CostLimits, prune
-from processors.filters import FilterCache, FilterCompileError
+from waitline.processors.celcost import CostLimits, prune
+from waitline.processors.filters import FilterCache, FilterCompileError
 
 LIMITS = CostLimits()
 R = LIMITS.max_event_bytes

@@ -35,8 +35,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from processors.correlation import Correlator
-from processors.runtime import Worker
+from waitline.processors.correlation import Correlator
+from waitline.processors.runtime import Worker
 
 PHASES = ("_take_batch", "_apply", "_commit", "_flush", "_fire_timers")
 

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from processors.limits import MAX_FILTER_INPUT_BYTES
+from waitline.processors.limits import MAX_FILTER_INPUT_BYTES
 
 __all__ = [
     "MAX_DEPTH",

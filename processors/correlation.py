@@ -24,18 +24,18 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from processors.filters import FilterCache, FilterCompileError
-from processors.limits import (
+from waitline.processors.filters import FilterCache, FilterCompileError
+from waitline.processors.limits import (
     MAX_CONTEXT_BYTES,
     MAX_METADATA_BYTES,
     MAX_REASON_CHARS,
     output_bytes,
     record_size,
 )
-from processors.state import BufferedEvent, PartitionState, PendingWait
-from schemas.durations import parse_duration
-from schemas.keys import make_key
-from schemas.models import (
+from waitline.processors.state import BufferedEvent, PartitionState, PendingWait
+from waitline.schemas.durations import parse_duration
+from waitline.schemas.keys import make_key
+from waitline.schemas.models import (
     MAX_EPOCH_MS,
     Action,
     CancelWait,

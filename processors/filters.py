@@ -39,7 +39,7 @@ from typing import Any
 import cel
 from pydantic_core import to_json
 
-from processors.celcost import CostLimits, Estimate, Reads, Refused, analyse, prune
+from waitline.processors.celcost import CostLimits, Estimate, Reads, Refused, analyse, prune
 
 __all__ = ["MAX_SOURCE", "CostLimits", "FilterCache", "FilterCompileError"]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from processors.store import ANY_OFFSETS, OFFSETS, PartitionStore
+from waitline.processors.store import ANY_OFFSETS, OFFSETS, PartitionStore
 
 _META = ANY_OFFSETS[0]  # the metadata keyspace's tag (processors.state), as an int
 

@@ -76,7 +76,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processors.correlation import (
+from waitline.processors.correlation import (
     HEADER_ORIGIN,
     HEADER_REASON,
     CoreSettings,
@@ -89,12 +89,12 @@ from processors.correlation import (
     carried_key,
     reference_headers,
 )
-from processors.gaps import OffsetGaps
-from processors.limits import MAX_REASON_CHARS, producer_max_bytes, record_size
-from processors.restore import Restorer
-from processors.store import PartitionStore
-from processors.transactions import PartitionProducers
-from schemas.keys import partition_for
+from waitline.processors.gaps import OffsetGaps
+from waitline.processors.limits import MAX_REASON_CHARS, producer_max_bytes, record_size
+from waitline.processors.restore import Restorer
+from waitline.processors.store import PartitionStore
+from waitline.processors.transactions import PartitionProducers
+from waitline.schemas.keys import partition_for
 
 __all__ = ["Guarantee", "RuntimeConfig", "Worker", "WorkerError"]
 

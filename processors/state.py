@@ -59,7 +59,7 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from processors.kv import KV, Overlay
+from waitline.processors.kv import KV, Overlay
 
 __all__ = [
     "DERIVED",

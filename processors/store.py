@@ -28,8 +28,8 @@ from rocksdict import (
     WriteBatch,
 )
 
-from processors.kv import Overlay
-from processors.state import (
+from waitline.processors.kv import Overlay
+from waitline.processors.state import (
     DERIVED,
     LAYOUT,
     PartitionState,

@@ -1,8 +1,8 @@
 """waitline's wire contract: pydantic models, the record key, durations, JSON Schema export."""
 
-from schemas.durations import DurationError, format_duration, parse_duration
-from schemas.keys import make_key, partition_for, split_key
-from schemas.models import (
+from waitline.schemas.durations import DurationError, format_duration, parse_duration
+from waitline.schemas.keys import make_key, partition_for, split_key
+from waitline.schemas.models import (
     Action,
     CancelWait,
     Event,

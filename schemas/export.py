@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from schemas.models import CancelWait, Event, ResumeCommand, WaitCommand, WaitRegistration
+from waitline.schemas.models import CancelWait, Event, ResumeCommand, WaitCommand, WaitRegistration
 
 __all__ = ["SCHEMA_DIR", "render_all", "write_all"]
 

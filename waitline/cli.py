@@ -24,10 +24,10 @@ from confluent_kafka import KafkaException
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from schemas.durations import DurationError, parse_duration
 from waitline.config import Settings
 from waitline.errors import ConfigError, WaitlineError, WaitTimeoutError
 from waitline.logs import configure_logging, log_format_from
+from waitline.schemas.durations import DurationError, parse_duration
 
 __all__ = ["main"]
 
@@ -133,7 +133,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from schemas.models import WaitRegistration
+    from waitline.schemas.models import WaitRegistration
 
     _duration(args.timeout, "--timeout")
     if args.lookback is not None:
@@ -141,7 +141,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     context = _json_object(args.context, "--context") if args.context else None
     metadata = _json(args.metadata, "--metadata") if args.metadata else None
     if args.if_ is not None:
-        from processors.filters import FilterCache, FilterCompileError
+        from waitline.processors.filters import FilterCache, FilterCompileError
 
         try:
             FilterCache().compile(args.if_)
@@ -185,7 +185,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from schemas.models import CancelWait
+    from waitline.schemas.models import CancelWait
 
     CancelWait(
         type="cancel", wait_id=args.wait_id, name=args.name, correlation_key=args.correlation_key
@@ -225,8 +225,8 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from processors.restore import RestoreError
-    from processors.runtime import WorkerError
+    from waitline.processors.restore import RestoreError
+    from waitline.processors.runtime import WorkerError
     from waitline.topics import load_topics
     from waitline.worker import run_workers
 

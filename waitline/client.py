@@ -33,14 +33,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from schemas.keys import make_key, partition_for
-from schemas.models import (
-    CancelWait,
-    Event,
-    OnTimeout,
-    ResumeCommand,
-    WaitRegistration,
-)
 from waitline.config import Settings
 from waitline.errors import BrokerError, InvalidRecordError, WaitTimeoutError
 from waitline.gaps import OffsetGaps
@@ -58,6 +50,14 @@ from waitline.resumes import (
     OffsetCommits,
     SeenResumes,
     parse_resume,
+)
+from waitline.schemas.keys import make_key, partition_for
+from waitline.schemas.models import (
+    CancelWait,
+    Event,
+    OnTimeout,
+    ResumeCommand,
+    WaitRegistration,
 )
 from waitline.topics import Topics, load_topics
 

@@ -30,14 +30,14 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from processors.restore import Restorer
-from processors.state import PartitionState, PendingWait
-from processors.store import OFFSETS_NAME, PartitionStore
-from schemas.keys import make_key, partition_for
 from waitline.config import Settings
 from waitline.errors import BrokerError
 from waitline.logread import committed_offsets, end_offsets
+from waitline.processors.restore import Restorer
+from waitline.processors.state import PartitionState, PendingWait
+from waitline.processors.store import OFFSETS_NAME, PartitionStore
 from waitline.progress import Bar
+from waitline.schemas.keys import make_key, partition_for
 from waitline.topics import Topics
 
 __all__ = [

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from schemas.durations import DurationError, parse_duration
+from waitline.schemas.durations import DurationError, parse_duration
 
 __all__ = ["Settings", "default_topics_file", "is_secret_setting"]
 

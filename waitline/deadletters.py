@@ -44,20 +44,20 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from pydantic import ValidationError
 
-from processors.correlation import (
+from waitline.config import Settings
+from waitline.errors import BrokerError, WaitlineError
+from waitline.logread import read_to_end, record_at
+from waitline.processors.correlation import (
     HEADER_ORIGIN,
     HEADER_REASON,
     HEADER_SHA256,
     HEADER_SIZE,
     HEADER_SOURCE,
 )
-from processors.limits import producer_max_bytes
-from schemas.keys import make_key
-from schemas.models import Event, parse_wait_command
-from waitline.config import Settings
-from waitline.errors import BrokerError, WaitlineError
-from waitline.logread import read_to_end, record_at
+from waitline.processors.limits import producer_max_bytes
 from waitline.progress import Bar
+from waitline.schemas.keys import make_key
+from waitline.schemas.models import Event, parse_wait_command
 from waitline.timespec import format_ms
 from waitline.topics import Topics
 

@@ -35,11 +35,11 @@ from typing import Any
 import faust
 from faust.serializers import codecs
 
-from schemas.keys import make_key, partition_for
-from schemas.models import CancelWait, Event, OnTimeout, ResumeCommand, WaitRegistration
 from waitline.client import new_event
 from waitline.config import Settings
 from waitline.errors import InvalidRecordError
+from waitline.schemas.keys import make_key, partition_for
+from waitline.schemas.models import CancelWait, Event, OnTimeout, ResumeCommand, WaitRegistration
 from waitline.topics import Topics, load_topics
 
 __all__ = ["CODEC", "FaustClient", "ResumeCodec"]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from processors.runtime import Worker
+from waitline.processors.runtime import Worker
 
 __all__ = ["STALL_AFTER_S", "Health", "watch"]
 

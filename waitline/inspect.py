@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processors.store import OFFSETS_NAME, open_snapshot, partition_stores
+from waitline.processors.store import OFFSETS_NAME, open_snapshot, partition_stores
 
 __all__ = ["StateSummary", "buffered_events", "pending_waits", "store_paths", "summary"]
 

@@ -28,8 +28,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processors.gaps import OffsetGaps
 from waitline.errors import BrokerError
+from waitline.processors.gaps import OffsetGaps
 from waitline.progress import Bar
 
 __all__ = [

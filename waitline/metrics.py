@@ -26,9 +26,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from processors.runtime import Worker
 from waitline.errors import ConfigError
 from waitline.health import Health, watch
+from waitline.processors.runtime import Worker
 
 __all__ = ["OUTCOMES", "WorkerCollector", "make_app", "serve_metrics"]
 

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from schemas.durations import DurationError, parse_duration
 from waitline.cli import UsageError, _add_connection, _at_least, _settings
+from waitline.schemas.durations import DurationError, parse_duration
 from waitline.timespec import InstantError, parse_instant
 
 if TYPE_CHECKING:

@@ -33,9 +33,6 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from processors.limits import producer_max_bytes
-from processors.runtime import Worker
-from processors.store import PartitionStore, partition_stores
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
 from waitline.errors import BrokerError, WaitlineError
@@ -45,6 +42,9 @@ from waitline.logread import (
     offsets_at,
     timestamps_at,
 )
+from waitline.processors.limits import producer_max_bytes
+from waitline.processors.runtime import Worker
+from waitline.processors.store import PartitionStore, partition_stores
 from waitline.progress import Bar
 from waitline.replaycore import ReplayCorrelator
 from waitline.topics import (

@@ -14,10 +14,10 @@ run wrote to the input topics.
 
 from __future__ import annotations
 
-from processors.correlation import CoreSettings, Correlator, Emit, InputRecord
-from processors.limits import record_size
-from processors.state import PartitionState
-from schemas.keys import partition_for
+from waitline.processors.correlation import CoreSettings, Correlator, Emit, InputRecord
+from waitline.processors.limits import record_size
+from waitline.processors.state import PartitionState
+from waitline.schemas.keys import partition_for
 
 __all__ = ["ReplayCorrelator"]
 

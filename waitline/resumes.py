@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import TopicPartition
 from pydantic import ValidationError
 
-from schemas.models import ResumeCommand
+from waitline.schemas.models import ResumeCommand
 
 __all__ = [
     "COMMIT_EVERY",

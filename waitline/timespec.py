@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from schemas.durations import DurationError, parse_duration
+from waitline.schemas.durations import DurationError, parse_duration
 
 __all__ = ["InstantError", "format_age", "format_ms", "now_ms", "parse_instant"]
 

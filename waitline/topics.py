@@ -147,7 +147,7 @@ def check_copartitioned(admin: AdminClient, topics: Topics, timeout: float = 30.
 def check_record_limits(topics: Topics, max_record_bytes: int) -> None:
     """Raise ConfigError unless every topic takes the largest record waitline may write when it
     accepts inputs of ``max_record_bytes`` (``processors.limits``)."""
-    from processors.limits import producer_max_bytes  # here: the SDK imports this module
+    from waitline.processors.limits import producer_max_bytes  # here: the SDK imports this module
 
     need = producer_max_bytes(max_record_bytes)
     for spec in topics.all():
@@ -166,7 +166,7 @@ def check_broker_record_limits(
     """Raise TopicError when the broker says a topic takes less than waitline may write to it
     (a topic created before topics.yaml set ``max.message.bytes``, say). A broker that does
     not say (the embedded one leaves out what was not set at creation) passes."""
-    from processors.limits import producer_max_bytes  # here: the SDK imports this module
+    from waitline.processors.limits import producer_max_bytes  # here: the SDK imports this module
 
     need = producer_max_bytes(max_record_bytes)
     resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in topics.all()]

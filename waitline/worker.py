@@ -21,14 +21,14 @@ from types import FrameType
 
 from confluent_kafka.admin import AdminClient
 
-from processors.correlation import CoreSettings, Target
-from processors.restore import RestoreError
-from processors.runtime import Guarantee, RuntimeConfig, Worker, WorkerError
-from processors.store import older_layouts
 from waitline.broker import wait_for_broker
 from waitline.config import Settings
 from waitline.errors import ConfigError, WaitlineError
 from waitline.logs import KAFKA_LOGGER, configure_logging
+from waitline.processors.correlation import CoreSettings, Target
+from waitline.processors.restore import RestoreError
+from waitline.processors.runtime import Guarantee, RuntimeConfig, Worker, WorkerError
+from waitline.processors.store import older_layouts
 from waitline.topics import (
     Topics,
     check_broker_record_limits,

@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from schemas.keys import make_key
+from waitline.schemas.keys import make_key
 from waitline.topics import Topics
 
 from .contenders import spawn, terminate

@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from schemas.keys import make_key
+from waitline.schemas.keys import make_key
 from waitline.topics import Topics, create_topics, load_topics
 
 REPO = Path(__file__).resolve().parents[2]

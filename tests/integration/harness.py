@@ -22,9 +22,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from schemas.models import ResumeCommand
 from waitline.client import Client
 from waitline.config import Settings
+from waitline.schemas.models import ResumeCommand
 from waitline.topics import Topics, create_topics, load_topics
 
 REPO = Path(__file__).resolve().parents[2]

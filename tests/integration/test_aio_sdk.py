@@ -9,9 +9,9 @@ import pytest
 from confluent_kafka import Consumer
 from harness import Stack
 
-from schemas.models import ResumeCommand
 from waitline.aio import AsyncClient, AsyncRunner
 from waitline.errors import WaitTimeoutError
+from waitline.schemas.models import ResumeCommand
 
 pytestmark = pytest.mark.integration
 

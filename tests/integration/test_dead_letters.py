@@ -7,8 +7,8 @@ import json
 import pytest
 from harness import Stack
 
-from schemas.keys import make_key
-from schemas.models import ResumeCommand
+from waitline.schemas.keys import make_key
+from waitline.schemas.models import ResumeCommand
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_record_on_the_wrong_partition_is_forwarded(live_stack: Stack, uid: str)
     c = live_stack.client
     partitions = live_stack.topics.events.partitions
     key = make_key("ticket.closed", uid)
-    from schemas.keys import partition_for
+    from waitline.schemas.keys import partition_for
 
     wrong = (partition_for(key, partitions) + 1) % partitions
     c.register_wait(

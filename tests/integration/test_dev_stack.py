@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from harness import REPO, WorkerProcess
 
-from schemas.models import OnTimeout, ResumeCommand
 from waitline.broker import free_port
 from waitline.client import Client
 from waitline.config import Settings
+from waitline.schemas.models import OnTimeout, ResumeCommand
 
 pytestmark = pytest.mark.integration
 

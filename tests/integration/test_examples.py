@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from harness import REPO, Stack
 
-from schemas.keys import make_key, partition_for
+from waitline.schemas.keys import make_key, partition_for
 
 pytestmark = pytest.mark.integration
 

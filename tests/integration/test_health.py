@@ -23,9 +23,9 @@ import yaml
 from confluent_kafka.admin import AdminClient
 from harness import REPO, Stack, WorkerProcess
 
-from schemas.keys import make_key
 from waitline.broker import free_port
 from waitline.config import Settings
+from waitline.schemas.keys import make_key
 from waitline.topics import create_topics, load_topics
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from harness import Stack
 
-from schemas.keys import make_key, partition_for
+from waitline.schemas.keys import make_key, partition_for
 
 pytestmark = pytest.mark.integration
 

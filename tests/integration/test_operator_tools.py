@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from harness import REPO, Stack
 
-from schemas.keys import make_key
+from waitline.schemas.keys import make_key
 
 pytestmark = pytest.mark.integration
 

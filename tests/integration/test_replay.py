@@ -20,9 +20,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from harness import REPO, Stack
 
-from schemas.keys import make_key, partition_for
 from waitline.cluster import ChangelogView
 from waitline.logread import committed_offsets, end_offsets, offsets_at
+from waitline.schemas.keys import make_key, partition_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 from harness import Stack
 
-from schemas.keys import make_key
-from schemas.models import WaitRegistration
+from waitline.schemas.keys import make_key
+from waitline.schemas.models import WaitRegistration
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 from harness import Stack
 
-from schemas.models import ResumeCommand
 from waitline.client import Runner
+from waitline.schemas.models import ResumeCommand
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import pytest
 from coreharness import Core
 from rocksdict import Options, Rdict
 
-from processors.correlation import CoreSettings
-from processors.kv import KV, MemoryKV, Overlay
-from processors.state import PartitionState
-from processors.store import PartitionStore, RocksKV
+from waitline.processors.correlation import CoreSettings
+from waitline.processors.kv import KV, MemoryKV, Overlay
+from waitline.processors.state import PartitionState
+from waitline.processors.store import PartitionStore, RocksKV
 
 LAYERS = ["memory", "overlay", "rocksdb"]
 

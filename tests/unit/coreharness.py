@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from processors.correlation import CoreSettings, Correlator, Emit, InputRecord, Source, Target
-from processors.state import PartitionState
-from schemas.keys import make_key
+from waitline.processors.correlation import (
+    CoreSettings,
+    Correlator,
+    Emit,
+    InputRecord,
+    Source,
+    Target,
+)
+from waitline.processors.state import PartitionState
+from waitline.schemas.keys import make_key
 
 
 class Core:

@@ -12,9 +12,9 @@ import pytest
 from benchmodules import load
 from workerharness import TOPICS, worker_with_store
 
-from processors.correlation import Correlator, Target
-from processors.runtime import Worker
-from schemas.keys import make_key, partition_for
+from waitline.processors.correlation import Correlator, Target
+from waitline.processors.runtime import Worker
+from waitline.schemas.keys import make_key, partition_for
 
 cli = load("bench.cli")
 tracing = load("bench.trace")

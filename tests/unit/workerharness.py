@@ -13,10 +13,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from processors.correlation import Target
-from processors.runtime import RuntimeConfig, Worker
-from processors.store import PartitionStore
-from schemas.keys import make_key, partition_for
+from waitline.processors.correlation import Target
+from waitline.processors.runtime import RuntimeConfig, Worker
+from waitline.processors.store import PartitionStore
+from waitline.schemas.keys import make_key, partition_for
 
 TOPICS = {
     Target.EVENTS: "t.events",

@@ -15,13 +15,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from schemas.keys import make_key
-from schemas.models import CancelWait, Event, OnTimeout, ResumeCommand, WaitRegistration
 from waitline.aio.kafka import ProducerThread, ResumeTail
 from waitline.client import new_event
 from waitline.config import Settings
 from waitline.errors import BrokerError, InvalidRecordError, WaitlineError, WaitTimeoutError
 from waitline.kafka import ConsumerFactory, ProducerFactory, producer_config, tail_config
+from waitline.schemas.keys import make_key
+from waitline.schemas.models import CancelWait, Event, OnTimeout, ResumeCommand, WaitRegistration
 from waitline.topics import Topics, load_topics
 
 __all__ = ["AsyncClient", "PendingResume"]

@@ -28,11 +28,11 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, KafkaError, KafkaException, Message, TopicPartition
 
-from schemas.models import ResumeCommand
 from waitline.errors import BrokerError, WaitlineError
 from waitline.gaps import OffsetGaps
 from waitline.kafka import ConsumerFactory, KafkaConsumer, KafkaProducer, ProducerFactory
 from waitline.resumes import OffsetCommits, parse_resume
+from waitline.schemas.models import ResumeCommand
 
 __all__ = ["GroupReader", "ProducerThread", "Record", "ResumeTail"]
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 from confluent_kafka import Consumer
 
-from schemas.models import ResumeCommand
 from waitline.aio.kafka import GroupReader
 from waitline.config import Settings
 from waitline.kafka import ConsumerFactory, group_config
@@ -23,6 +22,7 @@ from waitline.resumes import (
     SeenResumes,
     parse_resume,
 )
+from waitline.schemas.models import ResumeCommand
 from waitline.topics import Topics, load_topics
 
 __all__ = ["AsyncRunner"]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.celcost import (
+from waitline.processors.celcost import (
     MAX_DEPTH,
     CostLimits,
     Refused,

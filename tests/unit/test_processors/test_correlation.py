@@ -15,7 +15,7 @@ import pytest
 from coreharness import Core, dead_letters, resumes
 from pydantic import ValidationError
 
-from processors.correlation import (
+from waitline.processors.correlation import (
     HEADER_REASON,
     HEADER_SOURCE,
     CoreSettings,
@@ -28,10 +28,10 @@ from processors.correlation import (
     _wire_event,
     resume_id_for,
 )
-from processors.kv import MemoryKV
-from processors.state import PartitionState
-from schemas.keys import make_key
-from schemas.models import MAX_EPOCH_MS, Event, ResumeCommand
+from waitline.processors.kv import MemoryKV
+from waitline.processors.state import PartitionState
+from waitline.schemas.keys import make_key
+from waitline.schemas.models import MAX_EPOCH_MS, Event, ResumeCommand
 
 S = 1000  # one second in ms
 H = 3600 * S
@@ -907,7 +907,7 @@ def test_keys_are_the_schema_keys() -> None:
 )
 def test_resume_id_is_the_documented_uuid5(wait_id: str, registered_at: int) -> None:
     """The fast path computes exactly uuid5(namespace, waitId@registeredAt) (docs/semantics.md)."""
-    from processors.correlation import _RESUME_NAMESPACE
+    from waitline.processors.correlation import _RESUME_NAMESPACE
 
     expected = uuid.uuid5(_RESUME_NAMESPACE, f"{wait_id}@{registered_at}")
     assert resume_id_for(wait_id, registered_at) == str(expected)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors import filters
-from processors.filters import MAX_SOURCE, FilterCache, FilterCompileError
+from waitline.processors import filters
+from waitline.processors.filters import MAX_SOURCE, FilterCache, FilterCompileError
 
 REPO = Path(__file__).resolve().parents[3]
 CANDIDATE = {"eventId": "e", "name": "paid", "correlationKey": "o", "data": {"amount": 150}}
@@ -105,7 +105,7 @@ def test_nested_macros_over_event_lists_have_bounded_cost() -> None:
     """
     code = textwrap.dedent(
         """
-        from processors.filters import FilterCache, FilterCompileError
+        from waitline.processors.filters import FilterCache, FilterCompileError
         expr = "async.data.l.all(a, async.data.l.all(b, async.data.l.all(c, a + b + c >= 0)))"
         candidate = {"data": {"l": list(range(1000))}}
         cache = FilterCache()

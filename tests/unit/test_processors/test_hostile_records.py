@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from coreharness import Core, dead_letters, resumes
 
-from processors.correlation import (
+from waitline.processors.correlation import (
     HEADER_ORIGIN,
     HEADER_REASON,
     HEADER_SOURCE,
@@ -20,16 +20,16 @@ from processors.correlation import (
     Source,
     Target,
 )
-from processors.kv import MemoryKV
-from processors.limits import (
+from waitline.processors.kv import MemoryKV
+from waitline.processors.limits import (
     MAX_CONTEXT_BYTES,
     MAX_METADATA_BYTES,
     MAX_REASON_CHARS,
     output_bytes,
     producer_max_bytes,
 )
-from processors.state import PartitionState
-from schemas.keys import make_key
+from waitline.processors.state import PartitionState
+from waitline.schemas.keys import make_key
 
 S = 1000
 H = 3600 * S

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from coreharness import Core, resumes
 
-from processors.correlation import CoreSettings
-from processors.filters import FilterCache
-from processors.kv import MemoryKV
-from processors.state import PartitionState
-from schemas.keys import make_key
+from waitline.processors.correlation import CoreSettings
+from waitline.processors.filters import FilterCache
+from waitline.processors.kv import MemoryKV
+from waitline.processors.state import PartitionState
+from waitline.schemas.keys import make_key
 
 S = 1000
 

@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka import Message
 from workerharness import PART, TOPICS, FakeConsumer, record, worker_with_store
 
-from processors.correlation import Target
-from processors.runtime import Worker
+from waitline.processors.correlation import Target
+from waitline.processors.runtime import Worker
 
 EVENTS, WAITS = TOPICS[Target.EVENTS], TOPICS[Target.WAIT_COMMANDS]
 

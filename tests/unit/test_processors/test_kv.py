@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from processors.kv import KV, MemoryKV, Overlay
+from waitline.processors.kv import KV, MemoryKV, Overlay
 
 
 def _user_keys(kv: KV) -> list[tuple[bytes, bytes]]:

@@ -12,9 +12,9 @@ import pytest
 from confluent_kafka import TopicPartition
 from workerharness import PART, TOPICS, FakeConsumer, FakeProducer, record, worker_with_store
 
-from processors.correlation import Target
-from processors.runtime import Worker, WorkerError
-from processors.store import PartitionStore, StoreState
+from waitline.processors.correlation import Target
+from waitline.processors.runtime import Worker, WorkerError
+from waitline.processors.store import PartitionStore, StoreState
 
 CHANGELOG = TOPICS[Target.CHANGELOG]
 

@@ -29,10 +29,10 @@ from coreharness import Core
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from processors.correlation import CoreSettings, Emit, Source, Target
-from processors.kv import MemoryKV
-from processors.state import PartitionState
-from schemas.durations import parse_duration
+from waitline.processors.correlation import CoreSettings, Emit, Source, Target
+from waitline.processors.kv import MemoryKV
+from waitline.processors.state import PartitionState
+from waitline.schemas.durations import parse_duration
 
 PAIRS = [("paid", "o-1"), ("paid", "o-2"), ("shipped", "o-1")]
 WAITS = [f"run-{i}/step" for i in range(6)]

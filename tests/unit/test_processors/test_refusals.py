@@ -14,9 +14,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 from workerharness import KEY, PART, TOPICS, FakeConsumer, FakeProducer, record, worker_with_store
 
-from processors.correlation import HEADER_ORIGIN, Emit, Target
-from processors.limits import producer_max_bytes
-from processors.runtime import Worker, _headers
+from waitline.processors.correlation import HEADER_ORIGIN, Emit, Target
+from waitline.processors.limits import producer_max_bytes
+from waitline.processors.runtime import Worker, _headers
 
 DEAD, RESUMES = TOPICS[Target.DEAD_LETTERS], TOPICS[Target.RESUMES]
 
@@ -150,7 +150,7 @@ def _events(offsets: list[int]) -> list[Message]:
 def test_a_batch_over_its_time_budget_is_cut_and_its_rest_read_again(
     worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("processors.runtime.time.monotonic", StepClock())
+    monkeypatch.setattr("waitline.processors.runtime.time.monotonic", StepClock())
     worker.config = dataclasses.replace(worker.config, apply_budget_ms=127_000)  # 127 records
     batch = _events(list(range(300)))
     _, reached = worker._apply(batch)
@@ -164,7 +164,7 @@ def test_a_batch_over_its_time_budget_is_cut_and_its_rest_read_again(
 def test_a_cut_batch_does_not_skip_a_gap_being_read_again(
     worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("processors.runtime.time.monotonic", StepClock())
+    monkeypatch.setattr("waitline.processors.runtime.time.monotonic", StepClock())
     worker.config = dataclasses.replace(worker.config, apply_budget_ms=127_000)
     _, reached = worker._apply(_events([*range(127), *range(130, 200)]))  # 127-129 missing
     assert reached == {PART: {"events": 127}}
@@ -194,7 +194,7 @@ def test_a_timer_not_acted_on_is_sent_again_until_its_wait_resolves(
     worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = StepClock()
-    monkeypatch.setattr("processors.runtime.time.monotonic", clock)
+    monkeypatch.setattr("waitline.processors.runtime.time.monotonic", clock)
     body = {"waitId": "w", "runId": "r", "name": "n", "correlationKey": "k", "timeout": "1ms"}
     emits, _ = worker._apply([record(Target.WAIT_COMMANDS, 0, body, 1_000)])
     assert emits == []

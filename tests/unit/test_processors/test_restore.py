@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
-from processors.restore import RestoreError, Restorer, _Run
-from processors.store import OFFSETS, PartitionStore
+from waitline.processors.restore import RestoreError, Restorer, _Run
+from waitline.processors.store import OFFSETS, PartitionStore
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.state import BufferedEvent, PartitionState, PendingWait
+from waitline.processors.state import BufferedEvent, PartitionState, PendingWait
 
 
 def _wait(wait_id: str, pair: bytes = b"n|k", deadline: int = 1000, **kw: object) -> PendingWait:

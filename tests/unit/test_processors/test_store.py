@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.state import BufferedEvent, PendingWait
-from processors.store import (
+from waitline.processors.state import BufferedEvent, PendingWait
+from waitline.processors.store import (
     OFFSETS,
     OFFSETS_NAME,
     PartitionStore,
@@ -263,7 +263,7 @@ def test_the_changelog_leaves_out_indexes_and_a_restore_rebuilds_them(
 def test_a_stale_timer_left_by_a_restore_fires_once_and_is_gone(
     store: PartitionStore, tmp_path: Path
 ) -> None:
-    from processors.correlation import Correlator, InputRecord, Source
+    from waitline.processors.correlation import Correlator, InputRecord, Source
 
     store.state.add_wait(_wait("w1", deadline=5_000))
     store.seal({"wait-commands": 1})

@@ -20,8 +20,8 @@ from workerharness import (
     worker_with_store,
 )
 
-from processors.correlation import Target
-from processors.runtime import Worker
+from waitline.processors.correlation import Target
+from waitline.processors.runtime import Worker
 
 
 @pytest.fixture

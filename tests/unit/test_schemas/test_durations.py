@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.durations import DurationError, format_duration, parse_duration
+from waitline.schemas.durations import DurationError, format_duration, parse_duration
 
 S = 1000
 H = 3_600_000

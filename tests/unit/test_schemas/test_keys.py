@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas import keys
-from schemas.keys import KEY_SEPARATOR, make_key, murmur2, partition_for, split_key
+from waitline.schemas import keys
+from waitline.schemas.keys import KEY_SEPARATOR, make_key, murmur2, partition_for, split_key
 
 names = st.text(min_size=1).filter(lambda s: KEY_SEPARATOR not in s)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas.models import (
+from waitline.schemas.models import (
     CancelWait,
     Event,
     ResumeCommand,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from schemas.export import SCHEMA_DIR, render_all
+from waitline.schemas.export import SCHEMA_DIR, render_all
 
 RENDERED = render_all()
 

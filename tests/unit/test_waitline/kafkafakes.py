@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from schemas.models import ResumeCommand
+from waitline.schemas.models import ResumeCommand
 
 TOPIC = "test.resumes"
 

@@ -13,12 +13,12 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from kafkafakes import FakeConsumer, FakeProducer, resume
 
-from schemas.keys import make_key, partition_for
-from schemas.models import ResumeCommand
 from waitline.aio import AsyncClient, AsyncRunner
 from waitline.aio.kafka import _names_one_of
 from waitline.config import Settings
 from waitline.errors import BrokerError, InvalidRecordError, WaitlineError, WaitTimeoutError
+from waitline.schemas.keys import make_key, partition_for
+from waitline.schemas.models import ResumeCommand
 from waitline.topics import Topics, load_topics
 
 REPO = Path(__file__).resolve().parents[3]

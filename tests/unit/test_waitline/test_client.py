@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas.keys import make_key, partition_for
-from schemas.models import Event, ResumeCommand
 from waitline.client import Client
 from waitline.config import Settings
 from waitline.errors import BrokerError, InvalidRecordError, WaitlineError, WaitTimeoutError
+from waitline.schemas.keys import make_key, partition_for
+from waitline.schemas.models import Event, ResumeCommand
 from waitline.topics import Topics, load_topics
 
 REPO = Path(__file__).resolve().parents[3]

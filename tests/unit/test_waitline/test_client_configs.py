@@ -14,18 +14,18 @@ from typing import Any, ClassVar
 
 import pytest
 
-import processors.restore
-import processors.runtime
 import waitline.broker
 import waitline.client
 import waitline.dev
+import waitline.processors.restore
+import waitline.processors.runtime
 import waitline.topics
 import waitline.worker
-from processors.restore import Restorer
-from processors.runtime import Worker
 from waitline.cli import main
 from waitline.client import Client, Runner
 from waitline.config import Settings
+from waitline.processors.restore import Restorer
+from waitline.processors.runtime import Worker
 
 PASSWORD = "pw-from-the-environment"
 SASL = {
@@ -122,11 +122,11 @@ def test_the_worker_clients_get_the_password(
     assert main(["worker"]) == 0, capsys.readouterr().err
     (worker,) = built
     # What Worker.run hands its producer, consumer and restore consumer.
-    monkeypatch.setattr(processors.runtime, "Producer", _fake("worker producer"))
-    monkeypatch.setattr(processors.runtime, "Consumer", _fake("worker consumer"))
-    monkeypatch.setattr(processors.restore, "Consumer", _fake("restore consumer"))
-    processors.runtime.Producer(worker._producer_config())
-    processors.runtime.Consumer(worker._consumer_config())
+    monkeypatch.setattr(waitline.processors.runtime, "Producer", _fake("worker producer"))
+    monkeypatch.setattr(waitline.processors.runtime, "Consumer", _fake("worker consumer"))
+    monkeypatch.setattr(waitline.processors.restore, "Consumer", _fake("restore consumer"))
+    waitline.processors.runtime.Producer(worker._producer_config())
+    waitline.processors.runtime.Consumer(worker._consumer_config())
     Restorer(worker.config.client, "changelog")._get_consumer()
     _assert_configured(["probe", "admin", "worker producer", "worker consumer", "restore consumer"])
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from kafkafakes import FakeClock, FakeConsumer, resume
 
-from schemas.models import ResumeCommand
 from waitline.client import Runner
 from waitline.config import Settings
 from waitline.resumes import OffsetCommits, SeenResumes
+from waitline.schemas.models import ResumeCommand
 from waitline.topics import Topics, load_topics
 
 REPO = Path(__file__).resolve().parents[3]

@@ -14,11 +14,11 @@ pytest.importorskip("faust", reason="the faust extra is not installed")
 
 from faust.serializers import codecs
 
-from schemas.keys import make_key, partition_for
-from schemas.models import ResumeCommand
 from waitline.config import Settings
 from waitline.errors import InvalidRecordError
 from waitline.faust import CODEC, FaustClient
+from waitline.schemas.keys import make_key, partition_for
+from waitline.schemas.models import ResumeCommand
 from waitline.topics import load_topics
 
 REPO = Path(__file__).resolve().parents[3]

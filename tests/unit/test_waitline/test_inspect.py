@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from processors.state import BufferedEvent, PendingWait
-from processors.store import PartitionStore, open_snapshot
 from waitline import inspect
 from waitline.cli import main
+from waitline.processors.state import BufferedEvent, PendingWait
+from waitline.processors.store import PartitionStore, open_snapshot
 
 Files = dict[str, tuple[int, int]]
 

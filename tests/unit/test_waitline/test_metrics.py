@@ -19,12 +19,12 @@ from prometheus_client import CollectorRegistry
 
 import waitline.metrics
 import waitline.worker
-from processors.correlation import Target
-from processors.kv import MemoryKV
-from processors.state import PartitionState
 from waitline.config import Settings
 from waitline.errors import ConfigError
 from waitline.metrics import WorkerCollector, serve_metrics
+from waitline.processors.correlation import Target
+from waitline.processors.kv import MemoryKV
+from waitline.processors.state import PartitionState
 
 
 def _free_port() -> int:

@@ -7,8 +7,6 @@ import json
 
 import pytest
 
-from processors.state import PendingWait
-from schemas.keys import make_key
 from waitline.cluster import WaitFilter
 from waitline.deadletters import (
     DeadLetter,
@@ -20,7 +18,9 @@ from waitline.deadletters import (
     parse_id,
     redrive_status,
 )
+from waitline.processors.state import PendingWait
 from waitline.progress import bar
+from waitline.schemas.keys import make_key
 from waitline.timespec import InstantError, format_age, format_ms, parse_instant
 
 REASON = ("waitline.error", b"invalid wait command: timeout: bad duration")

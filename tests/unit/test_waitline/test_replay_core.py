@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from processors.correlation import CoreSettings, Correlator, InputRecord, Source, Target
-from processors.kv import MemoryKV
-from processors.state import PartitionState
-from schemas.keys import make_key, partition_for
+from waitline.processors.correlation import CoreSettings, Correlator, InputRecord, Source, Target
+from waitline.processors.kv import MemoryKV
+from waitline.processors.state import PartitionState
 from waitline.replaycore import ReplayCorrelator
+from waitline.schemas.keys import make_key, partition_for
 
 PARTITIONS = 8
 T0 = 1_800_000_000_000

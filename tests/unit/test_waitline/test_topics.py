@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.limits import producer_max_bytes
 from waitline.errors import ConfigError, WaitlineError
+from waitline.processors.limits import producer_max_bytes
 from waitline.topics import ROLES, check_record_limits, load_topics
 
 REPO = Path(__file__).resolve().parents[3]
